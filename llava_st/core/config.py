@@ -1,0 +1,66 @@
+"""The spatio-temporal options every host shares (paper §3.1 and the ablations of Tables 7 and 9)."""
+
+from dataclasses import asdict, dataclass, fields
+
+QUERY_MODES = ("interleave", "after", "none")
+
+
+@dataclass
+class STConfig:
+    """Options of the SpaceVLLM method, independent of any host.
+
+    num_queries: N_v, the number of spatio-temporal aware queries for video (the paper's 64; Table 9
+        compares 32/64/96). One more terminal query is added for images, so N_v + 1 tokens exist.
+    query_mode: "interleave" puts query i right after frame i's visual tokens (the method);
+        "after" puts all queries after the whole video (Table 7, row 2); "none" uses no queries and no
+        decoder, boxes are answered as text (Table 7, row 1).
+    dual_cross_attention: False feeds the query hidden state straight to the space head (Table 7, row 3).
+    decoder_residual: add the attention inputs back to their outputs (an option; the paper has none).
+    decoder_projections: learned query/key/value projections in both attentions (an option; the paper
+        has none; on a randomly initialised backbone they are what lets the decoder learn position).
+    head_layers, head_hidden: the space head MLP; head_hidden 0 means the LLM's hidden size.
+    lambda_*: loss weights of eq. 5-6.
+    """
+
+    num_queries: int = 64
+    query_mode: str = "interleave"
+    dual_cross_attention: bool = True
+    decoder_residual: bool = False
+    decoder_projections: bool = False
+    head_layers: int = 3
+    head_hidden: int = 0
+    lambda_time: float = 1.0
+    lambda_space: float = 1.0
+    lambda_l1: float = 3.0
+    lambda_giou: float = 1.0
+
+    def __post_init__(self):
+        if not isinstance(self.num_queries, int) or self.num_queries < 1:
+            raise ValueError(f"num_queries must be a positive int, got {self.num_queries!r}")
+        if self.query_mode not in QUERY_MODES:
+            raise ValueError(f"query_mode must be one of {QUERY_MODES}, got {self.query_mode!r}")
+        if not isinstance(self.head_layers, int) or self.head_layers < 1:
+            raise ValueError(f"head_layers must be an int >= 1, got {self.head_layers!r}")
+        if not isinstance(self.head_hidden, int) or self.head_hidden < 0:
+            raise ValueError(f"head_hidden must be an int >= 0, got {self.head_hidden!r}")
+        for name in ("lambda_time", "lambda_space", "lambda_l1", "lambda_giou"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+
+    @property
+    def uses_decoder(self) -> bool:
+        return self.query_mode != "none"
+
+    def to_dict(self, prefix: str = "st_") -> dict:
+        """The options as flat config attributes, e.g. {"st_num_queries": 64, ...}."""
+        return {prefix + k: v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_object(cls, obj, prefix: str = "st_") -> "STConfig":
+        """Read the options back from attributes (a transformers config, an argparse namespace)."""
+        kwargs = {}
+        for f in fields(cls):
+            if hasattr(obj, prefix + f.name):
+                kwargs[f.name] = getattr(obj, prefix + f.name)
+        return cls(**kwargs)

@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from llava_st.core import GroundingIndex, QueryGuidedSpaceDecoder, STConfig, build_visual_block
+
+
+def _setup(B=2, F=3, S=4, D=16, T=5):
+    torch.manual_seed(0)
+    layouts, texts = [], []
+    for b in range(B):
+        _, layout = build_visual_block(torch.zeros(F, S, D), torch.zeros(F, D))
+        layouts.append(layout.shifted(2))
+        texts.append(list(range(2 + layout.length, 2 + layout.length + T)))
+    L = 2 + layouts[0].length + T + 3
+    return GroundingIndex.collate(layouts, texts), L
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [{}, {"decoder_residual": True}, {"decoder_projections": True}, {"dual_cross_attention": False}],
+)
+def test_shapes_range_and_gradients(opts):
+    index, L = _setup()
+    D = 16
+    cfg = STConfig(**opts)
+    dec = QueryGuidedSpaceDecoder(D, cfg)
+    hidden = torch.randn(2, L, D, requires_grad=True)
+    boxes = dec(hidden, index)
+    assert boxes.shape == (2, 3, 4)
+    assert (boxes > 0).all() and (boxes < 1).all()
+    boxes.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in dec.head.parameters())
+    # the gradient reaches the query positions of the hidden states (and so the query embeddings)
+    q = index.query_index[0]
+    assert hidden.grad[0, q].abs().sum() > 0
+    if cfg.dual_cross_attention:
+        assert hidden.grad[0, index.text_index[0]].abs().sum() > 0
+        assert hidden.grad[0, index.visual_index[0].flatten()].abs().sum() > 0
+    else:
+        assert hidden.grad[0, index.text_index[0]].abs().sum() == 0
+
+
+def test_decoder_reads_only_its_frame():
+    """Changing frame 2's visual states changes only frame 2's box (the paper-faithful decoder)."""
+    index, L = _setup(B=1)
+    dec = QueryGuidedSpaceDecoder(16, STConfig())
+    hidden = torch.randn(1, L, 16)
+    before = dec(hidden, index)
+    hidden2 = hidden.clone()
+    hidden2[0, index.visual_index[0, 2].flatten()] += torch.randn(4, 16)
+    after = dec(hidden2, index)
+    assert torch.allclose(before[0, :2], after[0, :2])
+    assert not torch.allclose(before[0, 2], after[0, 2])
+
+
+def test_missing_text_is_finite():
+    index, L = _setup(B=1)
+    index.text_mask[:] = False
+    out = QueryGuidedSpaceDecoder(16, STConfig())(torch.randn(1, L, 16), index)
+    assert torch.isfinite(out).all()
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="query_mode"):
+        STConfig(query_mode="diagonal")
+    with pytest.raises(ValueError, match="num_queries"):
+        STConfig(num_queries=0)
+    with pytest.raises(ValueError, match="lambda_giou"):
+        STConfig(lambda_giou=-1)
+    cfg = STConfig(num_queries=32, query_mode="after")
+    class Obj: pass
+    o = Obj()
+    for k, v in cfg.to_dict().items():
+        setattr(o, k, v)
+    assert STConfig.from_object(o) == cfg
