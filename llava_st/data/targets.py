@@ -1,0 +1,70 @@
+"""Per-sampled-frame grounding targets from a Uni-STG record: the one mapping training, inference and
+eval share.
+
+A record's `boxes` are the annotated frames: a list of {"t": seconds, "xyxy": [x0, y0, x1, y1] pixels of
+the original video or image}. `span` is [t_s, t_e] in seconds. The span is snapped to sampled-frame
+times (paper §3.1.2); every sampled frame inside the snapped span takes the annotated box nearest in
+time, if one lies within `max_gap` seconds.
+"""
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..core.boxes import normalize_xyxy, xyxy_to_cxcywh
+from ..core.timespan import snap_span, span_frame_mask
+
+
+@dataclass
+class FrameTargets:
+    """boxes_cxcywh: float32 [F, 4] normalised targets (0 where none); mask: bool [F], True where a frame
+    is inside the snapped span and has a box; span: the snapped (start, end) in seconds, or None."""
+
+    boxes_cxcywh: torch.Tensor
+    mask: torch.Tensor
+    span: Optional[tuple]
+
+
+def annotation_gap(record: dict) -> float:
+    """Largest time gap (seconds) to accept between a sampled frame and an annotated box: the record's
+    annotation interval (1/fps), at least 0.5 s."""
+    fps = record.get("fps") or 0
+    return max(1.0 / fps if fps else 0.0, 0.5)
+
+
+def frame_targets(record: dict, frame_times, max_gap: Optional[float] = None) -> FrameTargets:
+    """Targets for the sampled frames at `frame_times` (seconds, [F]) of a grounding record."""
+    times = np.asarray(frame_times, dtype=np.float64)
+    F = times.shape[0]
+    boxes = torch.zeros(F, 4)
+    mask = torch.zeros(F, dtype=torch.bool)
+    span = record.get("span")
+    annotated = record.get("boxes") or []
+    if span is None or not annotated:
+        return FrameTargets(boxes, mask, None if span is None else snap_span(span[0], span[1], times))
+    snapped = snap_span(float(span[0]), float(span[1]), times)
+    inside = span_frame_mask(snapped[0], snapped[1], times)
+    ann_t = np.array([b["t"] for b in annotated], dtype=np.float64)
+    ann_xyxy = torch.tensor([b["xyxy"] for b in annotated], dtype=torch.float32)
+    gap = annotation_gap(record) if max_gap is None else max_gap
+    nearest = np.abs(times[:, None] - ann_t[None, :]).argmin(1)  # [F]
+    close = np.abs(ann_t[nearest] - times) <= gap + 1e-6
+    use = inside & close
+    if use.any():
+        rows = torch.from_numpy(nearest[use])
+        norm = normalize_xyxy(ann_xyxy[rows], record["width"], record["height"])
+        boxes[torch.from_numpy(use)] = xyxy_to_cxcywh(norm)
+        mask[torch.from_numpy(use)] = True
+    return FrameTargets(boxes, mask, snapped)
+
+
+def image_targets(record: dict) -> FrameTargets:
+    """The single target of a REC record (its first box), as F = 1."""
+    annotated = record.get("boxes") or []
+    if not annotated:
+        return FrameTargets(torch.zeros(1, 4), torch.zeros(1, dtype=torch.bool), None)
+    xyxy = torch.tensor([annotated[0]["xyxy"]], dtype=torch.float32)
+    norm = normalize_xyxy(xyxy, record["width"], record["height"])
+    return FrameTargets(xyxy_to_cxcywh(norm), torch.ones(1, dtype=torch.bool), None)
