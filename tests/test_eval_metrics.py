@@ -1,0 +1,182 @@
+"""Hand-worked cases for the STVG / VTG / REC metrics, the field's conventions, and TubeDETR issue 3."""
+
+import math
+
+import numpy as np
+import pytest
+
+from llava_st.eval import metrics as M
+
+NAN4 = [math.nan] * 4
+
+
+def _grid_case(gt_span, pred_span, gt_box, pred_box, n=10):
+    """Grid of frames 0..n-1, one constant gt box inside gt_span and one constant pred box inside pred_span
+    (inclusive frame spans), as the arrays stvg_query_scores takes."""
+    ids = np.arange(n)
+    gt = np.array([gt_box if gt_span[0] <= f <= gt_span[1] else NAN4 for f in ids], dtype=float)
+    pred = np.array([pred_box if pred_span and pred_span[0] <= f <= pred_span[1] else NAN4 for f in ids], dtype=float)
+    return ids, gt, pred
+
+
+def test_stvg_hand_worked_partial_overlap():
+    # gt frames 2..5, pred 4..7; boxes IoU 0.5 on the shared frames 4, 5; hull 2..7 = 6 frames.
+    ids, gt, pred = _grid_case((2, 5), (4, 7), [0, 0, 10, 10], [0, 0, 10, 5])
+    s = M.stvg_query_scores(ids, (2, 5), (4, 7), gt, pred, end_inclusive=True)
+    assert s["tiou"] == pytest.approx(2 / 6)
+    assert s["viou"] == pytest.approx((0.5 + 0.5) / 6)
+    assert s["gt_viou"] == pytest.approx((0 + 0 + 0.5 + 0.5) / 4)
+
+
+def test_stvg_no_overlap_scores_zero():
+    ids, gt, pred = _grid_case((1, 3), (6, 8), [0, 0, 10, 10], [0, 0, 10, 10])
+    s = M.stvg_query_scores(ids, (1, 3), (6, 8), gt, pred)
+    assert s == {"tiou": 0.0, "viou": 0.0, "gt_viou": 0.0}
+
+
+def test_stvg_touching_spans_inclusive_vs_exclusive():
+    # Inclusive ends: spans 0..4 and 4..9 share frame 4 (1 of 10 frames). Exclusive ends: they only touch.
+    ids, gt, pred = _grid_case((0, 4), (4, 9), [0, 0, 10, 10], [0, 0, 10, 10])
+    inc = M.stvg_query_scores(ids, (0, 4), (4, 9), gt, pred, end_inclusive=True)
+    assert inc["tiou"] == pytest.approx(1 / 10)
+    assert inc["viou"] == pytest.approx(1 / 10)
+    exc = M.stvg_query_scores(ids, (0, 4), (4, 9), gt, pred, end_inclusive=False)
+    assert exc["tiou"] == 0.0 and exc["viou"] == 0.0
+
+
+def test_stvg_single_frame_span():
+    ids, gt, pred = _grid_case((5, 5), (5, 5), [0, 0, 10, 10], [0, 0, 10, 5])
+    inc = M.stvg_query_scores(ids, (5, 5), (5, 5), gt, pred, end_inclusive=True)
+    assert inc["tiou"] == 1.0 and inc["viou"] == pytest.approx(0.5) and inc["gt_viou"] == pytest.approx(0.5)
+    # STCAT-style exclusive end: a one-frame ground truth is empty and can never be matched.
+    exc = M.stvg_query_scores(ids, (5, 5), (5, 5), gt, pred, end_inclusive=False)
+    assert exc["tiou"] == 0.0 and exc["viou"] == 0.0 and exc["gt_viou"] == 0.0
+
+
+def test_stvg_empty_prediction_scores_zero_and_counts():
+    ids, gt, pred = _grid_case((2, 5), None, [0, 0, 10, 10], [0, 0, 10, 10])
+    s = M.stvg_query_scores(ids, (2, 5), None, gt, pred)
+    assert s == {"tiou": 0.0, "viou": 0.0, "gt_viou": 0.0}
+    summary = M.summarize_stvg([s, {"tiou": 1.0, "viou": 1.0, "gt_viou": 1.0}])
+    assert summary["n"] == 2 and summary["m_tIoU"] == 0.5 and summary["m_vIoU"] == 0.5
+
+
+def test_stvg_thresholds_are_strict():
+    summary = M.summarize_stvg([{"tiou": 1.0, "viou": 0.5, "gt_viou": 0.5}, {"tiou": 1.0, "viou": 0.3, "gt_viou": 0.3}])
+    assert summary["vIoU@0.5"] == 0.0
+    assert summary["vIoU@0.3"] == 0.5
+
+
+def test_empty_summaries_are_nan_not_a_crash():
+    assert math.isnan(M.summarize_stvg([])["m_vIoU"])
+    assert math.isnan(M.summarize_vtg([])["mIoU"])
+    assert math.isnan(M.summarize_rec([])["Acc@0.5"])
+
+
+def _tubedetr_issue3_viou(frame_ids, gt_sted, pred_sted, ious):
+    """TubeDETR datasets/vidstg_eval.py before the fix of its issue 3: the union of frames used min_end where
+    max_end belongs (exclusive ends, as TubeDETR's tube bounds are). `ious` maps frame -> box IoU."""
+    max_start, min_start = max(gt_sted[0], pred_sted[0]), min(gt_sted[0], pred_sted[0])
+    min_end = min(gt_sted[1], pred_sted[1])
+    union_predgt = [f for f in frame_ids if min_start <= f < min_end]  # the bug: should be < max_end
+    inter_predgt = {f for f in frame_ids if max_start <= f < min_end}
+    return sum(ious[f] for f in inter_predgt) / max(len(union_predgt), 1)
+
+
+def test_tubedetr_issue3_start_end_mixup_does_not_fool_us():
+    # Perfect boxes on the 10 ground-truth frames 0..9, but the predicted span runs to frame 99.
+    ids = np.arange(100)
+    gt_boxes = np.array([[0, 0, 10, 10] if f < 10 else NAN4 for f in ids], dtype=float)
+    pred_boxes = np.tile([0.0, 0.0, 10.0, 10.0], (100, 1))
+    buggy = _tubedetr_issue3_viou(ids, (0, 10), (0, 100), {f: 1.0 if f < 10 else 0.0 for f in ids})
+    ours = M.stvg_query_scores(ids, (0, 9), (0, 99), gt_boxes, pred_boxes, end_inclusive=True)
+    assert buggy == pytest.approx(1.0)  # the published bug: a 10x too long tube scores a perfect vIoU
+    assert ours["viou"] == pytest.approx(0.1)
+    assert ours["tiou"] == pytest.approx(0.1)
+    # The same numbers in TubeDETR's own exclusive-end form.
+    ours_excl = M.stvg_query_scores(ids, (0, 10), (0, 100), gt_boxes, pred_boxes, end_inclusive=False)
+    assert ours_excl["viou"] == pytest.approx(0.1)
+
+
+def _record(span=(1.0, 2.9), fps=10.0, duration=4.0, box=(10, 10, 30, 30)):
+    first, last = round(span[0] * fps), round(span[1] * fps)
+    return {
+        "id": "r1",
+        "span": list(span),
+        "boxes": [{"t": f / fps, "xyxy": list(box)} for f in range(first, last + 1)],
+        "fps": fps,
+        "duration": duration,
+    }
+
+
+def test_score_stvg_exact_tube_is_perfect_under_every_convention():
+    record = _record()
+    # The model saw frames every 0.5 s; its tube carries boxes only at those times.
+    tube = {"span": [1.0, 2.9], "frames": [{"t": t, "box_xyxy": [10, 10, 30, 30]} for t in (1.0, 1.5, 2.0, 2.5)]}
+    for convention in M.CONVENTIONS.values():
+        s = M.score_stvg(record, tube, convention)
+        assert s["tiou"] == pytest.approx(1.0), convention.name
+        assert s["viou"] == pytest.approx(1.0), convention.name
+
+
+def test_score_stvg_unparsed_tube_scores_zero():
+    record = _record()
+    for tube in (None, {"span": None, "frames": [], "status": "no time span found"}):
+        assert M.score_stvg(record, tube)["viou"] == 0.0
+
+
+def test_score_stvg_conventions_differ_on_the_last_frame():
+    # Ground truth frames 10..29; prediction 10..29 but its box is only right on the last frame, 29.
+    record = _record()
+    tube = {"span": [2.9, 2.9], "frames": [{"t": 2.9, "box_xyxy": [10, 10, 30, 30]}]}
+    official = M.score_stvg(record, tube, M.HCSTVG_OFFICIAL)
+    assert official["tiou"] == pytest.approx(1 / 20)
+    assert official["viou"] == pytest.approx(1 / 20)
+    stcat = M.score_stvg(record, tube, M.STCAT)
+    assert stcat["tiou"] == 0.0 and stcat["viou"] == 0.0
+
+
+def test_grid_frame_ids_resampled_and_capped():
+    assert M.grid_frame_ids(40, 10.0, M.HCSTVG_OFFICIAL).tolist() == list(range(40))
+    assert M.grid_frame_ids(40, 10.0, M.TUBEDETR).tolist() == list(range(0, 40, 2))
+    assert M.grid_frame_ids(600, 30.0, M.TUBEDETR).shape[0] == 100
+    capped = M.grid_frame_ids(3000, 30.0, M.TUBEDETR)
+    assert capped.shape[0] == 200 and capped[0] == 0 and capped[-1] == 2994
+    with pytest.raises(ValueError, match="eval_fps"):
+        M.STVGConvention("bad", frames="resampled")
+
+
+def test_boxes_on_grid_interpolates_predictions_inside_the_span():
+    grid = np.array([0.5, 1.0, 1.5, 2.0, 2.5])
+    out = M.boxes_on_grid([1.0, 2.0], [[0, 0, 10, 10], [10, 0, 20, 10]], grid, span=(1.0, 2.0))
+    assert np.isnan(out[0]).all() and np.isnan(out[4]).all()
+    assert out[2].tolist() == [5, 0, 15, 10]
+
+
+def test_vtg_hand_worked():
+    ious = M.vtg_ious([(0, 10), (0, 10), (0, 5), None, (3, 3)], [(5, 15), (0, 20), (5, 10), (0, 4), (0, 6)])
+    assert ious.tolist() == pytest.approx([1 / 3, 0.5, 0.0, 0.0, 0.0])  # touching, unparsable, single point
+    summary = M.summarize_vtg(ious)
+    assert summary["R@1,IoU=0.3"] == pytest.approx(2 / 5)
+    assert summary["R@1,IoU=0.5"] == pytest.approx(1 / 5)  # IoU exactly 0.5 counts (>=)
+    assert summary["R@1,IoU=0.7"] == 0.0
+    assert summary["mIoU"] == pytest.approx((1 / 3 + 0.5) / 5)
+    assert summary["n"] == 5
+
+
+def test_didemo_best_three_annotators():
+    annotators = [(1, 4), (1, 4), (0, 0), (1, 3)]
+    hit = M.didemo_scores([(1, 4)], [annotators])
+    assert hit["R@1"] == 1.0 and hit["mIoU"] == pytest.approx((1 + 1 + 0.75) / 3)
+    miss = M.didemo_scores([(2, 2), None], [annotators, annotators])
+    assert miss["R@1"] == 0.0
+    assert miss["mIoU"] == pytest.approx(((1 / 3 + 1 / 4 + 1 / 4) / 3 + 0) / 2)
+    assert M.didemo_chunks((5.0, 25.0)) == (1, 4)
+    assert M.didemo_chunks((0.0, 30.0)) == (0, 5)
+
+
+def test_rec_acc_at_half_is_inclusive():
+    ious = M.rec_ious([[0, 0, 10, 10], [0, 0, 10, 10], None], [[0, 0, 10, 20], [0, 0, 10, 21], [0, 0, 5, 5]])
+    assert ious[0] == pytest.approx(0.5) and ious[1] < 0.5 and ious[2] == 0.0
+    summary = M.summarize_rec(ious)
+    assert summary["Acc@0.5"] == pytest.approx(1 / 3) and summary["n"] == 3
