@@ -1,0 +1,209 @@
+"""Uni-STG records -> model inputs for the transformers host, and the collator.
+
+One item: input_ids / labels (answer tokens only), the pixels of its video (pixel_values_videos
+[F, 3, S, S]) or image (pixel_values [patches, 3, S, S] + image_sizes [2] = (H, W)), and the grounding
+targets of core/batch.py for its F sampled frames (F = 1 for an image).
+"""
+
+import logging
+import os
+import random
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ...core.batch import GROUNDING_BOX_MASK, GROUNDING_BOXES, GROUNDING_TEXT_INDEX, GROUNDING_TEXT_MASK
+from ...core.boxes import cxcywh_to_xyxy
+from ...core.boxtext import format_boxes_text
+from ...core.layout import description_token_positions
+from ...core.timespan import format_span
+from ...data.targets import FrameTargets, frame_targets, image_targets
+from ...data.templates import REC_ANSWER, instruction
+from ...data.video import read_video
+from .processor import pad_ids
+from .prompt import answer_segment, image_prefix, question_suffix, video_prefix
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+GROUNDING_TASKS = ("stvg", "vtg", "rec")
+
+
+class RecordError(ValueError):
+    """A record that cannot be turned into a training item; the message names its id and field."""
+
+
+def load_image(path: str) -> np.ndarray:
+    """uint8 RGB [H, W, 3] of an image file."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def boxes_answer(span, targets: FrameTargets, frame_times: Sequence[float]) -> str:
+    """The boxes-as-text answer (query_mode "none"): the span and the normalised xyxy box of every
+    sampled frame that has a target (times in seconds)."""
+    xyxy = cxcywh_to_xyxy(targets.boxes_cxcywh)
+    frames = [(float(frame_times[i]), xyxy[i].tolist()) for i in targets.mask.nonzero()[:, 0].tolist()]
+    return format_boxes_text(span[0], span[1], frames)
+
+
+class STDataset(Dataset):
+    """Training items from Uni-STG records (dicts) whose media paths are relative to `data_root`.
+
+    frames: frames_upbound of core sampling (data.video.read_video); force_sample: always take exactly
+    that many. Grounding records (stvg/vtg/rec) take their question from `conversations` when present,
+    else from data.templates; STVG/VTG answers are format_span of the span snapped to the sampled frames,
+    REC's is REC_ANSWER; with the processor's query_mode "none" the answer carries the boxes as text.
+    Other tasks use their conversations as they are. A bad record is logged with its id and field and
+    replaced by the next good one, so a run loses nothing else.
+    """
+
+    def __init__(self, records: Sequence[dict], data_root, processor, frames: int = 16, force_sample: bool = True, seed: int = 0):
+        self.records = list(records)
+        self.root = str(data_root)
+        self.processor = processor
+        self.frames = frames
+        self.force_sample = force_sample
+        self.seed = seed
+        if not self.records:
+            raise ValueError("no training records")
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> dict:
+        for k in range(len(self.records)):
+            record = self.records[(i + k) % len(self.records)]
+            try:
+                return self.item(record, random.Random(self.seed * 1_000_003 + i))
+            except RecordError as exc:
+                logger.error("skipping a record: %s", exc)
+        raise RuntimeError("no record of the dataset could be used (see the errors above)")
+
+    def item(self, record: dict, rng: Optional[random.Random] = None) -> dict:
+        """One model input from one record (see the class docstring); raises RecordError."""
+        rid = record.get("id", "<no id>")
+        task = record.get("task")
+        if task is None:
+            raise RecordError(f"record {rid}: field 'task' is missing")
+        if "video" in record:
+            try:
+                frames, sample = read_video(os.path.join(self.root, record["video"]), self.frames, force_sample=self.force_sample)
+            except Exception as exc:
+                raise RecordError(f"record {rid}: field 'video': {exc}") from exc
+            prefix = video_prefix(sample.num_frames, sample.duration, sample.times)
+            item = {"pixel_values_videos": self.processor.video_pixels(frames)}
+            times = sample.times
+        elif "image" in record:
+            try:
+                image = load_image(os.path.join(self.root, record["image"]))
+            except Exception as exc:
+                raise RecordError(f"record {rid}: field 'image': cannot read {record['image']}: {exc}") from exc
+            prefix = image_prefix(image.shape[0], image.shape[1])
+            item = dict(zip(("pixel_values", "image_sizes"), self.processor.image_pixels(image)))
+            times = [0.0]
+        else:
+            raise RecordError(f"record {rid}: needs a 'video' or an 'image' field")
+
+        targets = self._targets(record, rid, task, times) if task in GROUNDING_TASKS else None
+        turns = self._turns(record, rid, task, times, targets, rng)
+        ids = self.processor.encode(prefix)
+        labels = [IGNORE_INDEX] * len(ids)
+        text_start = len(ids)
+        for n, (question, answer) in enumerate(turns):
+            q = self.processor.encode(question_suffix(question, first_turn=n == 0))
+            a = self.processor.encode(answer_segment(answer))
+            ids += q + a
+            labels += [IGNORE_INDEX] * len(q) + a
+        item.update(input_ids=ids, labels=labels)
+
+        F = len(times)
+        item[GROUNDING_BOXES], item[GROUNDING_BOX_MASK] = torch.zeros(F, 4), torch.zeros(F, dtype=torch.bool)
+        item[GROUNDING_TEXT_INDEX] = []
+        if targets is not None:
+            if task != "vtg":
+                item[GROUNDING_BOXES], item[GROUNDING_BOX_MASK] = targets.boxes_cxcywh, targets.mask
+            positions = description_token_positions(ids, self.processor.tokenizer, record["caption"], start=text_start)
+            if not positions:
+                raise RecordError(f"record {rid}: field 'caption': its text does not occur in the question")
+            item[GROUNDING_TEXT_INDEX] = positions
+        return item
+
+    def _targets(self, record, rid, task, times) -> FrameTargets:
+        try:
+            if task == "rec":
+                return image_targets(record)
+            if record.get("span") is None:
+                raise KeyError("span")
+            return frame_targets(record, times)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise RecordError(f"record {rid}: field {exc.args[0] if isinstance(exc, KeyError) else 'boxes/span'}: {exc}") from exc
+
+    def _turns(self, record, rid, task, times, targets, rng) -> List[tuple]:
+        """[(question, answer)] of the record; grounding answers are computed here (class docstring)."""
+        convs = record.get("conversations") or []
+        humans = [c.get("value", "") for c in convs if c.get("from") == "human"]
+        gpts = [c.get("value", "") for c in convs if c.get("from") == "gpt"]
+        if humans:
+            humans[0] = humans[0].replace("<image>", "").replace("<video>", "").strip()
+        if task not in GROUNDING_TASKS:
+            if not humans or len(humans) != len(gpts):
+                raise RecordError(f"record {rid}: field 'conversations': needs alternating human/gpt turns")
+            return list(zip(humans, gpts))
+        caption = record.get("caption")
+        if not isinstance(caption, str) or not caption.strip():
+            raise RecordError(f"record {rid}: field 'caption': missing or empty")
+        question = humans[0] if humans else instruction(task, caption, rng)
+        as_text = self.processor.query_mode == "none" and task != "vtg"
+        if task == "rec":
+            answer = boxes_answer((0.0, 0.0), targets, times) if as_text else REC_ANSWER
+        else:
+            answer = boxes_answer(targets.span, targets, times) if as_text else format_span(*targets.span)
+        return [(question, answer)]
+
+
+class STCollator:
+    """Items of STDataset -> one batch: input_ids / labels / attention_mask [B, L] (right padded),
+    pixel_values_videos [V, F, 3, S, S] (every video of a batch must have the same F),
+    pixel_values [I, patches_max, 3, S, S] + image_sizes [I, 2], and the grounding keys of core/batch.py
+    (boxes [B, F_max, 4] normalised cxcywh, masks, description positions in input_ids)."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, items: List[dict]) -> dict:
+        batch = pad_ids([it["input_ids"] for it in items], self.pad_token_id)
+        labels = torch.full_like(batch["input_ids"], IGNORE_INDEX)
+        for b, it in enumerate(items):
+            labels[b, : len(it["labels"])] = torch.tensor(it["labels"])
+        batch["labels"] = labels
+        videos = [it["pixel_values_videos"] for it in items if "pixel_values_videos" in it]
+        if videos:
+            if len({v.shape for v in videos}) != 1:
+                raise ValueError(f"videos of one batch need the same number of frames, got {[v.shape[0] for v in videos]}")
+            batch["pixel_values_videos"] = torch.stack(videos)
+        images = [it["pixel_values"] for it in items if "pixel_values" in it]
+        if images:
+            most = max(im.shape[0] for im in images)
+            padded = torch.zeros((len(images), most, *images[0].shape[1:]), dtype=images[0].dtype)
+            for n, im in enumerate(images):
+                padded[n, : im.shape[0]] = im
+            batch["pixel_values"] = padded
+            batch["image_sizes"] = torch.stack([torch.as_tensor(it["image_sizes"]) for it in items if "pixel_values" in it])
+        F = max(it[GROUNDING_BOXES].shape[0] for it in items)
+        T = max([len(it[GROUNDING_TEXT_INDEX]) for it in items] + [1])
+        batch[GROUNDING_BOXES] = torch.zeros(len(items), F, 4)
+        batch[GROUNDING_BOX_MASK] = torch.zeros(len(items), F, dtype=torch.bool)
+        batch[GROUNDING_TEXT_INDEX] = torch.zeros(len(items), T, dtype=torch.long)
+        batch[GROUNDING_TEXT_MASK] = torch.zeros(len(items), T, dtype=torch.bool)
+        for b, it in enumerate(items):
+            f, t = it[GROUNDING_BOXES].shape[0], len(it[GROUNDING_TEXT_INDEX])
+            batch[GROUNDING_BOXES][b, :f] = it[GROUNDING_BOXES]
+            batch[GROUNDING_BOX_MASK][b, :f] = it[GROUNDING_BOX_MASK]
+            batch[GROUNDING_TEXT_INDEX][b, :t] = torch.as_tensor(it[GROUNDING_TEXT_INDEX], dtype=torch.long)
+            batch[GROUNDING_TEXT_MASK][b, :t] = True
+        return batch
