@@ -1,0 +1,187 @@
+"""`llava-st data ...`: validate, convert, mix and synthesise Uni-STG data.
+
+    llava-st data validate FILE [--data-root DIR]
+    llava-st data convert DATASET --out OUT.jsonl [--ann FILE] [dataset options]   (DATASET: see --help)
+    llava-st data mix SOURCE [SOURCE ...] --out OUT.jsonl [--seed N] [--table1 [--scale S]]
+    llava-st data synth analyze|annotate|refine|filter IN OUT [stage options]
+    llava-st data synth run IN WORKDIR [analyzer and annotator options]
+
+Every command streams its files, shows a progress bar, and exits non-zero when it found bad records.
+"""
+
+import argparse
+import inspect
+import logging
+import os
+import sys
+
+
+logger = logging.getLogger(__name__)
+
+
+def _validate(args) -> int:
+    from .schema import iter_problems
+
+    records = bad = 0
+    for problems in iter_problems(args.file, args.data_root, progress=True):
+        records += 1
+        if problems:
+            bad += 1
+            if bad <= args.max_print:
+                for message in problems:
+                    print(message)
+    if bad > args.max_print:
+        print(f"... {bad - args.max_print} more bad records not shown (--max-print)")
+    print(f"{args.file}: {records} records, {bad} bad")
+    return 1 if bad else 0
+
+
+def _convert(args) -> int:
+    from .convert import CONVERTERS, Drops
+    from .jsonl import JsonlWriter
+    from .schema import validate_record
+
+    fn, fixed = CONVERTERS[args.dataset]
+    options = {
+        "ann": args.ann, "vidor_dir": args.vidor_dir, "durations": args.durations, "refs": args.refs,
+        "instances": args.instances, "split": args.split, "allow_pickle": args.allow_pickle,
+        "video_prefix": args.prefix, "image_prefix": args.prefix, "seed": args.seed,
+    }
+    params = inspect.signature(fn).parameters
+    kwargs = {k: v for k, v in options.items() if k in params and v is not None}
+    missing = [k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in kwargs and k not in fixed]
+    if missing:
+        print(f"convert {args.dataset}: missing {', '.join('--' + m.replace('_', '-') for m in missing)}", file=sys.stderr)
+        return 2
+    drops = Drops()
+    invalid = 0
+    with JsonlWriter(args.out) as writer:
+        for record in fn(**kwargs, **fixed, drops=drops):
+            problems = validate_record(record)
+            if problems:
+                invalid += 1
+                logger.warning("not written: %s", "; ".join(problems))
+                continue
+            writer.write(record)
+    reasons = ", ".join(f"{r}: {n}" for r, n in drops.most_common()) or "none"
+    print(f"{args.dataset}: wrote {writer.count} records to {args.out}; skipped: {reasons}; invalid: {invalid}")
+    return 1 if invalid else 0
+
+
+def _mix(args) -> int:
+    from .jsonl import count_lines
+    from .mix import first_task, mix, parse_source, table1_counts
+
+    sources = [parse_source(s) for s in args.sources]
+    counts = None
+    if args.table1:
+        paths = [s.path for s in sources]
+        counts = table1_counts(paths, [count_lines(p) for p in paths], [first_task(p) for p in paths], args.scale)
+    taken = mix(sources, args.out, seed=args.seed, counts=counts)
+    for path, n in taken.items():
+        print(f"{path}: {n}")
+    print(f"{args.out}: {sum(taken.values())} records")
+    return 0
+
+
+def _analyzer(args):
+    from .synth import Analyzer, LocalChat, OpenAIChat
+
+    if args.local_model:
+        return Analyzer(LocalChat(args.local_model, device=args.device))
+    if not (args.endpoint and args.model):
+        raise SystemExit("the analyzer needs --endpoint URL and --model NAME, or --local-model PATH")
+    return Analyzer(OpenAIChat(args.endpoint, args.model, api_key=os.environ.get(args.api_key_env)))
+
+
+def _annotator(args):
+    from .synth import Annotator
+
+    if not args.detector:
+        raise SystemExit("the annotator needs --detector PATH (a local GroundingDINO checkpoint directory)")
+    return Annotator(args.detector, data_root=args.data_root, sample_fps=args.fps, box_threshold=args.box_threshold, device=args.device)
+
+
+def _synth(args) -> int:
+    from .synth import Filter, Refiner, run_pipeline, run_stage
+
+    refiner = lambda: Refiner(args.min_seconds, args.max_seconds)  # noqa: E731
+    filt = lambda: Filter(args.max_boxes, seed=args.seed)  # noqa: E731
+    if args.stage == "run":
+        stages = [("analyze", _analyzer(args)), ("annotate", _annotator(args)), ("refine", refiner()), ("filter", filt())]
+        reports = run_pipeline(stages, args.input, args.output)
+    else:
+        make = {"analyze": lambda: _analyzer(args), "annotate": lambda: _annotator(args), "refine": refiner, "filter": filt}
+        reports = [run_stage(make[args.stage](), args.input, args.output, name=args.stage)]
+    for report in reports:
+        print(report.summary())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .convert import CONVERTERS
+
+    parser = argparse.ArgumentParser(prog="llava-st data", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="report every bad record by id and field")
+    p.add_argument("file")
+    p.add_argument("--data-root", help="check that media paths stay inside this directory")
+    p.add_argument("--max-print", type=int, default=1000, help="print the problems of at most this many records")
+    p.set_defaults(func=_validate)
+
+    p = sub.add_parser("convert", help="official annotations -> Uni-STG JSONL")
+    p.add_argument("dataset", choices=sorted(CONVERTERS))
+    p.add_argument("--out", required=True)
+    p.add_argument("--ann", help="the official annotation file (all datasets but RefCOCO*)")
+    p.add_argument("--vidor-dir", help="vidstg: directory of VidOR per-video annotation JSON files")
+    p.add_argument("--durations", help="charades-sta: Charades_v1_{split}.csv; didemo (optional): JSON {video: seconds}")
+    p.add_argument("--refs", help="refcoco*: refs(<splitBy>).p, or a JSON export of it")
+    p.add_argument("--instances", help="refcoco*: instances.json")
+    p.add_argument("--split", help="refcoco*: keep only this split (train/val/testA/testB/test)")
+    p.add_argument("--allow-pickle", action="store_true", help="refcoco*: read the official pickle (runs code from it: trusted files only)")
+    p.add_argument("--prefix", default="", help="prepended to every video/image path (relative to the data root)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the instruction-template draw")
+    p.set_defaults(func=_convert)
+
+    p = sub.add_parser("mix", help="a shuffled training mixture from several files")
+    p.add_argument("sources", nargs="+", help="PATH, PATH@COUNT (int) or PATH@RATIO (float fraction of the file)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--table1", action="store_true", help="the paper's Table 1 counts per task (split over each task's files by size)")
+    p.add_argument("--scale", type=float, default=1.0, help="with --table1: multiply every count by this")
+    p.set_defaults(func=_mix)
+
+    p = sub.add_parser("synth", help="the STVG synthesis pipeline (Analyzer, Annotator, Refiner, Filter)")
+    p.add_argument("stage", choices=["analyze", "annotate", "refine", "filter", "run"])
+    p.add_argument("input", help="input JSONL (records with video, caption, span)")
+    p.add_argument("output", help="output JSONL of the stage; for `run`, a work directory")
+    p.add_argument("--endpoint", help="analyzer: base URL of an OpenAI-compatible API (…/v1)")
+    p.add_argument("--model", help="analyzer: model name at the endpoint")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="analyzer: environment variable holding the API key")
+    p.add_argument("--local-model", help="analyzer: a local transformers causal LM instead of an endpoint")
+    p.add_argument("--detector", help="annotator: local GroundingDINO checkpoint directory")
+    p.add_argument("--data-root", default=".", help="annotator: directory video paths are relative to")
+    p.add_argument("--fps", type=float, default=2.0, help="annotator: frames per second sampled inside the span")
+    p.add_argument("--box-threshold", type=float, default=0.3)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--min-seconds", type=float, default=2.0, help="refiner: drop shorter spans")
+    p.add_argument("--max-seconds", type=float, default=120.0, help="refiner: drop longer spans")
+    p.add_argument("--max-boxes", type=int, default=3, help="filter: frames with more boxes are complex")
+    p.add_argument("--seed", type=int, default=0, help="filter: seed of the instruction-template draw")
+    p.set_defaults(func=_synth)
+    return parser
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (OSError, ValueError) as e:
+        print(f"llava-st data {args.command}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
