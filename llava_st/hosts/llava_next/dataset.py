@@ -1,0 +1,275 @@
+"""Upstream LLaVA-NeXT's dataset and collator, extended with grounding targets and bad-sample handling.
+
+`GroundingDataset` subclasses upstream's `LazySupervisedDataset` (llava/train/train.py @ df17966) and
+leaves its text and image pipeline alone: QA / caption / conversation records go through exactly as
+upstream handles them. For Uni-STG grounding records (DESIGN.md §3 "Uni-STG record") it adds, per item,
+`item["grounding"] = {"boxes": [F, 4] normalised cxcywh, "mask": [F] bool, "text": [T] token positions}`:
+
+- STVG: videos are read with the one shared sampler (`llava_st.data.video.read_video`, which upstream's
+  video reader is routed to, so the time instruction and the targets use the very same frame times);
+  the gpt answer becomes `format_span` of the span snapped to sampled-frame times; boxes per sampled
+  frame come from `data.targets.frame_targets` (mask True inside the snapped span).
+- VTG: the snapped-span answer only (text loss); no box targets.
+- REC: one box (`data.targets.image_targets`), F = 1.
+- "text" holds the positions of the description's tokens in `input_ids` (before any visual splice).
+
+Bad samples (missing or corrupt video/image, invalid record, description not in the prompt) are logged
+once with id and reason, counted, and replaced by another random sample in a loop (upstream recurses
+on `i + 1`). `GroundingCollator` pads the per-item targets into the batch keys of core/batch.py.
+"""
+
+import copy
+import json
+import logging
+import os
+import random
+from collections import Counter
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from llava.train import train as upstream
+from llava.train.train import DataCollatorForSupervisedDataset, LazySupervisedDataset
+
+from ...core.batch import GROUNDING_BOX_MASK, GROUNDING_BOXES, GROUNDING_TEXT_INDEX, GROUNDING_TEXT_MASK
+from ...core.layout import description_token_positions
+from ...core.timespan import format_frame_times, format_span, snap_span
+from ...data.schema import validate_record
+from ...data.targets import frame_targets, image_targets
+from ...data.video import VideoReadError, read_video
+
+logger = logging.getLogger(__name__)
+
+SPAN_TASKS = ("stvg", "vtg")
+BOX_TASKS = ("stvg", "rec")
+
+# Videos read by GroundingDataset just before upstream's _get_item asks for them (path -> read result).
+_PREREAD: Dict[str, tuple] = {}
+
+
+def read_video_for_upstream(video_file: str, data_args):
+    """Drop-in for llava/utils.py::process_video_with_decord @ df17966, reading through the shared sampler.
+
+    Returns upstream's tuple (frames uint8 [F, H, W, 3], duration seconds, frame times "0.00s,...", F).
+    Upstream's times are `index / round(fps)` outside forced sampling; these are `index / fps`, the
+    times inference and eval use.
+    """
+    preread = _PREREAD.pop(video_file, None)
+    frames, sample = preread or read_video(video_file, data_args.frames_upbound or 0, data_args.video_fps or 1, bool(data_args.force_sample))
+    return frames, sample.duration, format_frame_times(sample.times), sample.num_frames
+
+
+class BadSample(Exception):
+    """A record that cannot be trained on. `kind` is a short category for the counts."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def classify(exc: BaseException) -> str:
+    """The count category of an exception raised while loading a sample."""
+    if isinstance(exc, BadSample):
+        return exc.kind
+    if isinstance(exc, FileNotFoundError) or (isinstance(exc, VideoReadError) and "not found" in str(exc)):
+        return "missing file"
+    if isinstance(exc, (VideoReadError, OSError)):
+        return "corrupt file"
+    return "failed to load"
+
+
+def record_problems(record) -> List[str]:
+    """Problems of one record (no file access), each naming the id and field; [] when fine.
+
+    Uni-STG records (with "task") go through the schema validator; plain LLaVA records (no "task", e.g.
+    LLaVA-Video-178K mixed in) need only what upstream reads: a list of human/gpt turns with an answer.
+    """
+    if isinstance(record, dict) and "task" in record:
+        return validate_record(record)
+    convs = record.get("conversations") if isinstance(record, dict) else None
+    ok = isinstance(convs, list) and convs and all(isinstance(c, dict) and c.get("from") in ("human", "gpt") and isinstance(c.get("value"), str) for c in convs)
+    if not ok or not any(c["from"] == "gpt" for c in convs):
+        return ["field=conversations: needs a list of turns with 'from' (human|gpt), a string 'value' and a gpt answer"]
+    return []
+
+
+class BadSampleLog:
+    """Bad samples met by this process: each logged once (id, kind, reason) and counted by kind.
+
+    With `path` set, entries are also appended as JSON lines, so `summarize(path)` covers every data
+    loader worker and every rank of a run.
+    """
+
+    def __init__(self, path: Optional[str] = None):
+        self.path = None
+        self.entries: List[dict] = []
+        self._seen = set()
+        if path:
+            self.attach(path)
+
+    def attach(self, path: str) -> None:
+        """Start writing to `path` (JSON lines), including what was logged before."""
+        self.path = path
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        for entry in self.entries:
+            self._write(entry)
+
+    def add(self, sample_id, kind: str, reason: str) -> None:
+        key = (str(sample_id), kind)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        entry = {"id": str(sample_id), "kind": kind, "reason": reason}
+        self.entries.append(entry)
+        logger.warning("bad sample %s (%s): %s — replaced by another sample", sample_id, kind, reason)
+        if self.path:
+            self._write(entry)
+
+    def _write(self, entry: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    @property
+    def counts(self) -> Counter:
+        return Counter(e["kind"] for e in self.entries)
+
+
+def summarize(path: str) -> Counter:
+    """Counts by kind of the distinct bad samples (by id) written to `path`; empty when none."""
+    if not os.path.isfile(path):
+        return Counter()
+    kinds = {}
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                entry = json.loads(line)
+                kinds.setdefault(entry["id"], entry["kind"])
+    return Counter(kinds.values())
+
+
+class GroundingDataset(LazySupervisedDataset):
+    """Upstream's lazy dataset plus grounding targets and bad-sample replacement (see module docstring).
+
+    Records failing `record_problems` are dropped at load (logged and counted); files that cannot be
+    read are replaced at __getitem__ by another random sample, never crashing the run.
+    """
+
+    def __init__(self, data_path: str, tokenizer, data_args, seed: int = 0):
+        super().__init__(data_path, tokenizer, data_args)
+        upstream.process_video_with_decord = read_video_for_upstream
+        self.bad = BadSampleLog()
+        kept = []
+        for index, record in enumerate(self.list_data_dict):
+            problems = record_problems(record)
+            if problems:
+                sample_id = record.get("id", index) if isinstance(record, dict) else index
+                self.bad.add(sample_id, "invalid record", "; ".join(problems))
+            else:
+                kept.append(record)
+        self.list_data_dict = kept
+        if not kept:
+            raise ValueError(f"no usable record in {data_path}: {dict(self.bad.counts)}")
+        self._rng = random.Random(seed)
+        self._bad_index = set()
+        self._inside = False
+
+    def sample_id(self, i: int):
+        return self.list_data_dict[i].get("id", i)
+
+    def __getitem__(self, i) -> Dict:
+        while True:
+            try:
+                return self._get_item(i)
+            except Exception as exc:
+                self._bad_index.add(i)
+                self.bad.add(self.sample_id(i), classify(exc), str(exc))
+                if len(self._bad_index) >= len(self):
+                    raise RuntimeError(f"every one of the {len(self)} samples failed to load; counts: {dict(self.bad.counts)}") from exc
+                i = self._replacement()
+
+    def _replacement(self) -> int:
+        while True:
+            j = self._rng.randrange(len(self))
+            if j not in self._bad_index:
+                return j
+
+    def _get_item(self, i) -> Dict:
+        if self._inside:  # upstream's video branch failed and recursed on i + 1 (llava/train/train.py)
+            raise BadSample("failed to load", "upstream could not process the video (its message is printed above)")
+        record = self.list_data_dict[i]
+        prepared = copy.deepcopy(record)  # upstream writes the time instruction into the record it reads
+        sample, video_path = None, None
+        if "video" in record and "shareVideoGPTV" not in record["video"]:
+            video_path = os.path.join(self.data_args.video_folder, record["video"])
+            frames, sample = read_video(video_path, self.data_args.frames_upbound or 0, self.data_args.video_fps or 1, bool(self.data_args.force_sample))
+            _PREREAD[video_path] = (frames, sample)
+        task = record.get("task")
+        if task in SPAN_TASKS:
+            _set_answer(prepared, format_span(*snap_span(record["span"][0], record["span"][1], sample.times)))
+        self.list_data_dict[i] = prepared
+        self._inside = True
+        try:
+            item = super()._get_item(i)
+        finally:
+            self._inside = False
+            self.list_data_dict[i] = record
+            _PREREAD.pop(video_path, None)
+        if task in BOX_TASKS:
+            item["grounding"] = self._grounding(record, item["input_ids"], sample)
+        return item
+
+    def _grounding(self, record: dict, input_ids: torch.Tensor, sample) -> dict:
+        targets = frame_targets(record, sample.times) if record["task"] == "stvg" else image_targets(record)
+        caption = record["caption"].strip().rstrip(".")
+        text = description_token_positions(input_ids.tolist(), self.tokenizer, caption)
+        if not text:
+            raise BadSample("description not in prompt", f"caption: {caption!r} does not occur in the tokenised human turn")
+        return {"boxes": targets.boxes_cxcywh, "mask": targets.mask, "text": torch.tensor(text, dtype=torch.long)}
+
+
+def _set_answer(record: dict, answer: str) -> None:
+    """Replace the first gpt turn of a (copied) record with `answer`."""
+    for turn in record["conversations"]:
+        if turn["from"] == "gpt":
+            turn["value"] = answer
+            return
+
+
+def collate_grounding(items: Sequence[Optional[dict]], max_length: int) -> Dict[str, torch.Tensor]:
+    """Pad per-item grounding targets (None for items without) into the batch keys of core/batch.py.
+
+    Returns GROUNDING_BOXES [B, F, 4], GROUNDING_BOX_MASK [B, F], GROUNDING_TEXT_INDEX [B, T],
+    GROUNDING_TEXT_MASK [B, T]; F and T are the batch's largest (at least 1). Text positions at or
+    beyond `max_length` (cut by the collator's truncation) are masked out.
+    """
+    B = len(items)
+    F = max([g["boxes"].shape[0] for g in items if g is not None], default=1)
+    T = max([g["text"].shape[0] for g in items if g is not None], default=1)
+    boxes, box_mask = torch.zeros(B, F, 4), torch.zeros(B, F, dtype=torch.bool)
+    text, text_mask = torch.zeros(B, T, dtype=torch.long), torch.zeros(B, T, dtype=torch.bool)
+    for b, g in enumerate(items):
+        if g is None:
+            continue
+        f, t = g["boxes"].shape[0], g["text"].shape[0]
+        boxes[b, :f] = g["boxes"]
+        box_mask[b, :f] = g["mask"]
+        text[b, :t] = g["text"]
+        text_mask[b, :t] = g["text"] < max_length
+    return {GROUNDING_BOXES: boxes, GROUNDING_BOX_MASK: box_mask, GROUNDING_TEXT_INDEX: text, GROUNDING_TEXT_MASK: text_mask}
+
+
+@dataclass
+class GroundingCollator(DataCollatorForSupervisedDataset):
+    """Upstream's collator plus the grounding keys. They are present in every batch (all-False masks
+    when no item is grounded), so every rank runs the same modules under ZeRO-3."""
+
+    def __call__(self, instances: Sequence[Dict]) -> Dict[str, torch.Tensor]:
+        batch = super().__call__(instances)
+        batch.update(collate_grounding([inst.get("grounding") for inst in instances], self.tokenizer.model_max_length))
+        return batch
+
+
+def make_data_module(tokenizer, data_args) -> Dict:
+    """Replacement for llava/train/train.py::make_supervised_data_module @ df17966."""
+    dataset = GroundingDataset(data_args.data_path, tokenizer, data_args)
+    return dict(train_dataset=dataset, eval_dataset=None, data_collator=GroundingCollator(tokenizer=tokenizer))
