@@ -91,3 +91,12 @@ def moving_box_video(cache_dir):
     from llava_st.testing import write_moving_box_video
 
     return write_moving_box_video(cache_dir / "videos" / "moving_box.mp4", num_frames=40, fps=10.0, span=(10, 29))
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_qwen_dir(cache_dir, qwen_tokenizer, tiny_siglip_repo) -> Path:
+    """A saved random upstream LlavaQwenForCausalLM (tiny Qwen2 + tiny SigLIP + mlp2x_gelu, LLaVA-Video's
+    settings) with the small tokenizer, in a directory named for upstream's path rules. Needs `llava`."""
+    from llava_st.testing.upstream import build_tiny_llava_qwen
+
+    return build_tiny_llava_qwen(cache_dir / "tiny-llava-qwen", qwen_tokenizer, tiny_siglip_repo)
