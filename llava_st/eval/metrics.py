@@ -186,20 +186,15 @@ def score_stvg(record: dict, tube: Optional[dict], convention: STVGConvention = 
     grid_t = ids / fps
     gt = record["boxes"]
     gt_boxes = boxes_on_grid([b["t"] for b in gt], [b["xyxy"] for b in gt], grid_t, interpolate=False)
-    pred_span = None if tube is None or tube.get("span") is None else tube["span"]
+    pred_span = seconds_to_frame_span(None if tube is None else tube.get("span"), fps)
     if pred_span is None:
         pred_boxes = np.full_like(gt_boxes, np.nan)
     else:
+        # Boxes fill the grid frames of the frame-rounded span, the same frames its tIoU counts.
         frames = tube.get("frames") or []
-        pred_boxes = boxes_on_grid([f["t"] for f in frames], [f["box_xyxy"] for f in frames], grid_t, span=pred_span)
-    return stvg_query_scores(
-        ids,
-        seconds_to_frame_span(record["span"], fps),
-        seconds_to_frame_span(pred_span, fps),
-        gt_boxes,
-        pred_boxes,
-        convention.end_inclusive,
-    )
+        span_t = (pred_span[0] / fps, pred_span[1] / fps)
+        pred_boxes = boxes_on_grid([f["t"] for f in frames], [f["box_xyxy"] for f in frames], grid_t, span=span_t)
+    return stvg_query_scores(ids, seconds_to_frame_span(record["span"], fps), pred_span, gt_boxes, pred_boxes, convention.end_inclusive)
 
 
 def summarize_stvg(scores: Iterable[Dict[str, float]], thresholds: Sequence[float] = STVG_THRESHOLDS) -> Dict[str, float]:

@@ -1,0 +1,331 @@
+"""Evaluation drivers: predict a benchmark with a Grounder, append predictions as they come, score.
+
+A run writes into one output directory:
+    predictions.rank{R}-of-{W}.jsonl   one line per sample: {"id", "split", "task", "tube" or None, "status"}
+    metrics.json                        the metrics (rank 0, after every shard is done)
+    table.md                            the metrics in the layout of the paper's Tables 2-6 (percent)
+    viz/                                drawn tubes of the first N samples, when asked
+A killed run started again with the same arguments skips the ids already written and ends with the same
+metrics. Shards: sample k goes to rank k % world_size (ranks from torchrun's RANK / WORLD_SIZE, or given);
+rank 0 waits for the others (torch.distributed barrier when a process group is up) and merges all files.
+Any Grounder works (llava_st.api or the LLaVA-NeXT host): ground(video, descriptions, frames) and
+ground_image(image, descriptions) returning tubes (core.tube contract). A sample whose answer cannot be
+parsed, or whose video cannot be read, is written with its status, scored 0, and the run goes on.
+"""
+
+import glob
+import json
+import logging
+import math
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from tqdm import tqdm
+
+from ..data.jsonl import JsonlWriter, done_ids, iter_lines
+from . import metrics as M
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A benchmark: its task, the splits it reports (in table order) and the paper table it follows."""
+
+    name: str
+    task: str
+    splits: Tuple[str, ...]
+    title: str
+    by_sentence_type: bool = False
+    convention: M.STVGConvention = field(default=M.HCSTVG_OFFICIAL)
+
+
+BENCHMARKS = {
+    b.name: b
+    for b in (
+        Benchmark("hcstvg-v1", "stvg", ("test",), "HCSTVG-v1 test (paper Table 2)"),
+        Benchmark("hcstvg-v2", "stvg", ("val",), "HCSTVG-v2 val (paper Table 3)"),
+        Benchmark("vidstg", "stvg", ("test",), "VidSTG test (paper Table 4)", by_sentence_type=True, convention=M.TUBEDETR),
+        Benchmark("charades-sta", "vtg", ("test",), "Charades-STA test (paper Table 5)"),
+        Benchmark("refcoco", "rec", ("val", "testA", "testB"), "RefCOCO (paper Table 6)"),
+        Benchmark("refcoco+", "rec", ("val", "testA", "testB"), "RefCOCO+ (paper Table 6)"),
+        Benchmark("refcocog", "rec", ("val", "test"), "RefCOCOg umd (paper Table 6)"),
+        Benchmark("stvg", "stvg", ("test",), "STVG"),
+        Benchmark("vtg", "vtg", ("test",), "VTG"),
+        Benchmark("rec", "rec", ("test",), "REC"),
+    )
+}
+
+
+def load_records(path) -> List[dict]:
+    """Uni-STG records of a .json (list) or .jsonl file. Raises ValueError naming the file and line."""
+    path = Path(path)
+    if path.suffix == ".json":
+        with open(path, encoding="utf-8") as f:
+            records = json.load(f)
+        if not isinstance(records, list):
+            raise ValueError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
+    else:
+        records = []
+        for _, record, error in iter_lines(path):
+            if error:
+                raise ValueError(f"{path}: {error}")
+            records.append(record)
+    for n, r in enumerate(records):
+        if "id" not in r:
+            raise ValueError(f"{path}: record {n} has no 'id'")
+    return records
+
+
+def check_record(record: dict, task: str) -> Optional[str]:
+    """Why a record cannot be evaluated for `task` (naming id and field), or None when it can."""
+    rid = record.get("id")
+    media = "image" if task == "rec" else "video"
+    needed = [media, "caption"] + (["span"] if task in ("stvg", "vtg") else []) + (["boxes"] if task in ("stvg", "rec") else [])
+    needed += ["fps", "duration"] if task == "stvg" else []
+    for key in needed:
+        if record.get(key) in (None, "", []):
+            return f"sample {rid}: field {key!r} is missing or empty"
+    return None
+
+
+# --------------------------------------------------------------------------------------------- predict
+
+
+def _predict_group(grounder, task: str, path: str, captions: List[str], frames: Optional[int]) -> List[dict]:
+    if task == "rec":
+        return grounder.ground_image(path, captions)
+    return grounder.ground(path, captions, frames=frames)
+
+
+def predict(
+    grounder,
+    samples: Sequence[Tuple[str, dict]],
+    task: str,
+    data_root,
+    out_dir,
+    rank: int = 0,
+    world_size: int = 1,
+    frames: Optional[int] = None,
+    progress: bool = True,
+) -> Path:
+    """Predict this rank's shard of `samples` ((split, record) pairs) into its JSONL, skipping ids already
+    there. Records of one video are grounded in one call (the video prefix is computed once).
+    Returns the JSONL path."""
+    out = Path(out_dir) / f"predictions.rank{rank}-of-{world_size}.jsonl"
+    done = done_ids(out)
+    mine = [s for k, s in enumerate(samples) if k % world_size == rank and str(s[1]["id"]) not in done]
+    groups: "OrderedDict[str, List[Tuple[str, dict]]]" = OrderedDict()
+    for split, record in mine:
+        groups.setdefault(record.get("image" if task == "rec" else "video") or f"<missing:{record['id']}>", []).append((split, record))
+    bar = tqdm(total=len(mine), desc=f"{task} rank {rank}/{world_size}", disable=not progress or rank != 0)
+    with JsonlWriter(out, append=True) as writer:
+        for media, group in groups.items():
+            for row in _predict_rows(grounder, task, Path(data_root), media, group, frames):
+                writer.write(row)
+            bar.update(len(group))
+    bar.close()
+    return out
+
+
+def _predict_rows(grounder, task, data_root: Path, media: str, group, frames) -> List[dict]:
+    rows, valid = [], []
+    for split, record in group:
+        problem = check_record(record, task)
+        if problem:
+            log.warning(problem)
+            rows.append(_row(split, record, task, None, f"bad record: {problem}"))
+        else:
+            valid.append((split, record))
+    if not valid:
+        return rows
+    try:
+        tubes = _predict_group(grounder, task, str(data_root / media), [r["caption"] for _, r in valid], frames)
+    except Exception as e:  # a missing/corrupt file or a model error loses this group only
+        log.warning("samples %s: prediction failed: %s", [r["id"] for _, r in valid], e)
+        return rows + [_row(s, r, task, None, f"error: {type(e).__name__}: {e}") for s, r in valid]
+    for (split, record), tube in zip(valid, tubes):
+        status = tube.get("status", "ok")
+        if status != "ok":
+            log.info("sample %s: %s", record["id"], status)
+        rows.append(_row(split, record, task, tube, status))
+    return rows
+
+
+def _row(split: str, record: dict, task: str, tube: Optional[dict], status: str) -> dict:
+    return {"id": str(record["id"]), "split": split, "task": task, "tube": tube, "status": status}
+
+
+def merge_predictions(out_dir) -> Dict[str, dict]:
+    """All rows of every rank's JSONL in `out_dir`, by id (a cut-off last line is ignored)."""
+    rows = {}
+    for path in sorted(glob.glob(str(Path(out_dir) / "predictions.rank*-of-*.jsonl"))):
+        for _, row, error in iter_lines(path):
+            if error is None:
+                rows[row["id"]] = row
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------- score
+
+
+def _pred_box(tube: Optional[dict]):
+    if not tube or tube.get("status", "ok") != "ok" or not tube.get("frames"):
+        return None
+    return tube["frames"][0]["box_xyxy"]
+
+
+def _pred_span(tube: Optional[dict]):
+    if not tube or tube.get("status", "ok") != "ok":
+        return None
+    return tube.get("span")
+
+
+def score(benchmark: Benchmark, samples: Sequence[Tuple[str, dict]], rows: Dict[str, dict], convention: Optional[M.STVGConvention] = None) -> dict:
+    """Metrics of `benchmark` over `samples` ((split, record)); a sample with no row, a failed prediction
+    or an unparsable answer scores 0. Returns {"benchmark", "task", "convention", "splits": {split:
+    {group: metrics}}, "counts": {...}} with group "all" (and "declarative"/"interrogative" for VidSTG)."""
+    convention = convention or benchmark.convention
+    by_group: Dict[Tuple[str, str], list] = {}
+    counts = {"samples": len(samples), "missing": 0, "unparsable": 0, "errors": 0}
+    for split, record in samples:
+        row = rows.get(str(record["id"]))
+        if row is None:
+            counts["missing"] += 1
+        elif row["status"].startswith(("error", "bad record")):
+            counts["errors"] += 1
+        elif row["status"] != "ok":
+            counts["unparsable"] += 1
+        tube = None if row is None or row["status"] != "ok" else row["tube"]
+        groups = ["all"]
+        if benchmark.by_sentence_type:
+            groups.append(record.get("sentence_type") or "unknown")
+        for group in groups:
+            by_group.setdefault((split, group), []).append((record, tube))
+    out = {"benchmark": benchmark.name, "task": benchmark.task, "splits": {}, "counts": counts}
+    if benchmark.task == "stvg":
+        out["convention"] = convention.describe()
+    for (split, group), pairs in by_group.items():
+        out["splits"].setdefault(split, {})[group] = _score_pairs(benchmark.task, pairs, convention)
+    return out
+
+
+def _score_pairs(task: str, pairs, convention) -> dict:
+    if task == "stvg":
+        return M.summarize_stvg([M.score_stvg(r, t, convention) if check_record(r, task) is None else _zero() for r, t in pairs])
+    if task == "vtg":
+        ious = M.vtg_ious([_pred_span(t) for _, t in pairs], [r.get("span") or (0.0, 0.0) for r, _ in pairs])
+        return M.summarize_vtg(ious)
+    gt = [(r.get("boxes") or [{"xyxy": [0, 0, 0, 0]}])[0]["xyxy"] for r, _ in pairs]
+    return M.summarize_rec(M.rec_ious([_pred_box(t) for _, t in pairs], gt))
+
+
+def _zero() -> dict:
+    return {"tiou": 0.0, "viou": 0.0, "gt_viou": 0.0}
+
+
+# ----------------------------------------------------------------------------------------------- table
+
+
+def _pct(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+
+def markdown_table(benchmark: Benchmark, result: dict, model: str = "llava_st") -> str:
+    """The metrics as a markdown table in the layout of the paper's table for this benchmark (percent)."""
+    splits = result["splits"]
+    lines = [f"**{benchmark.title}**", ""]
+    if benchmark.task == "stvg":
+        cols = ["m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5"]
+        split = next(iter(splits.values())) if splits else {}
+        groups = ["declarative", "interrogative"] if benchmark.by_sentence_type else ["all"]
+        header = [f"{g.capitalize()} {c}" if benchmark.by_sentence_type else c for g in groups for c in cols]
+        values = [_pct(split.get(g, {}).get(c)) for g in groups for c in cols]
+    elif benchmark.task == "vtg":
+        cols = [f"R@1,IoU={m:g}" for m in M.VTG_THRESHOLDS] + ["mIoU"]
+        header, values = cols, [_pct(next(iter(splits.values()), {}).get("all", {}).get(c)) for c in cols]
+    else:
+        header = list(splits)
+        values = [_pct(splits[s]["all"].get("Acc@0.5")) for s in header]
+    lines.append("| Model | " + " | ".join(header) + " |")
+    lines.append("|---|" + "---|" * len(header))
+    lines.append(f"| {model} | " + " | ".join(values) + " |")
+    c = result["counts"]
+    lines += ["", f"{c['samples']} samples; {c['unparsable']} unparsable answers, {c['errors']} failed, {c['missing']} missing (all scored 0)."]
+    if "convention" in result:
+        lines.append(f"Frames: {result['convention']}.")
+    return "\n".join(lines) + "\n"
+
+
+# -------------------------------------------------------------------------------------------- evaluate
+
+
+def dist_info(rank: Optional[int] = None, world_size: Optional[int] = None) -> Tuple[int, int]:
+    """(rank, world_size): given values, else torchrun's RANK / WORLD_SIZE, else (0, 1)."""
+    rank = int(os.environ.get("RANK", 0)) if rank is None else rank
+    world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in [0, {world_size})")
+    return rank, world_size
+
+
+def evaluate(
+    grounder,
+    benchmark: Benchmark,
+    split_files: Dict[str, str],
+    data_root,
+    out_dir,
+    rank: Optional[int] = None,
+    world_size: Optional[int] = None,
+    frames: Optional[int] = None,
+    convention: Optional[M.STVGConvention] = None,
+    viz: int = 0,
+    progress: bool = True,
+    model_name: str = "llava_st",
+) -> Optional[dict]:
+    """Predict this rank's shard, then (rank 0) merge, score, and write metrics.json and table.md.
+
+    split_files: {split name: Uni-STG .json/.jsonl}. Returns the metrics on rank 0 with every shard
+    done, else None (a rank without a process group cannot wait for the others: merge later with
+    `finish`)."""
+    rank, world_size = dist_info(rank, world_size)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    samples = [(split, r) for split, path in split_files.items() for r in load_records(path)]
+    if grounder is not None:
+        predict(grounder, samples, benchmark.task, data_root, out_dir, rank, world_size, frames, progress)
+    if world_size > 1:
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return None
+        dist.barrier()
+    if rank != 0:
+        return None
+    return finish(benchmark, samples, data_root, out_dir, convention, viz, model_name)
+
+
+def finish(benchmark: Benchmark, samples, data_root, out_dir, convention=None, viz: int = 0, model_name: str = "llava_st") -> dict:
+    """Merge every shard's predictions in `out_dir`, score, write metrics.json, table.md (and viz)."""
+    out_dir = Path(out_dir)
+    rows = merge_predictions(out_dir)
+    result = score(benchmark, samples, rows, convention)
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+    (out_dir / "table.md").write_text(markdown_table(benchmark, result, model_name))
+    if viz:
+        _draw_first(samples[:viz], rows, benchmark.task, Path(data_root), out_dir / "viz")
+    return result
+
+
+def _draw_first(samples, rows, task: str, data_root: Path, viz_dir: Path) -> None:
+    from .viz import draw_sample
+
+    for _, record in samples:
+        row = rows.get(str(record["id"]))
+        try:
+            draw_sample(record, row["tube"] if row else None, data_root, viz_dir)
+        except Exception as e:  # drawing is a side output: never lose the metrics over it
+            log.warning("sample %s: could not draw: %s", record.get("id"), e)
