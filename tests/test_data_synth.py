@@ -1,0 +1,211 @@
+"""STVG synthesis stages: Refiner and Filter on hand-built detections, resumable stage runs with drop
+counts, and the Analyzer against an OpenAI-compatible server on loopback replaying fixed answers."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from llava_st.core.timespan import parse_span
+from llava_st.data.jsonl import read_jsonl
+from llava_st.data.schema import validate_record
+from llava_st.data.synth import Analyzer, Dropped, Filter, OpenAIChat, Refiner, parse_objects, run_stage
+from llava_st.data.synth.stage import dropped_path
+
+
+def det(t, *boxes):
+    """A detection entry at t seconds: boxes given as (x0, y0, x1, y1, score)."""
+    return {"t": t, "boxes": [list(b[:4]) for b in boxes], "scores": [b[4] for b in boxes]}
+
+
+def annotated(detections, rid="r1", span=(0.0, 10.0)):
+    return {"id": rid, "task": "vtg", "video": "v.mp4", "caption": "a man walks to the door", "span": list(span),
+            "duration": 30.0, "fps": 10.0, "width": 100, "height": 80, "target": "a man", "objects": ["a man", "door"],
+            "source": "charades-sta", "detections": detections}
+
+
+# ---------------------------------------------------------------- Refiner
+def test_refiner_moves_span_to_detections():
+    dets = [det(0.0), det(1.0, (1, 1, 9, 9, 0.5)), det(2.0), det(4.5, (1, 1, 9, 9, 0.4)), det(6.0), det(10.0)]
+    out = Refiner()(annotated(dets))
+    assert out["span"] == [1.0, 4.5] and out["span_before_refine"] == [0.0, 10.0]
+    assert [d["t"] for d in out["detections"]] == [1.0, 2.0, 4.5]
+
+
+@pytest.mark.parametrize("times, reason", [
+    ((), "target never detected"),
+    ((1.0, 2.5), "refined span shorter than 2 s"),
+    ((0.0, 121.0), "refined span longer than 120 s"),
+])
+def test_refiner_drops(times, reason):
+    dets = [det(0.5)] + [det(t, (1, 1, 9, 9, 0.9)) for t in times]
+    with pytest.raises(Dropped) as e:
+        Refiner()(annotated(dets, span=(0, 130)))
+    assert e.value.reason == reason
+
+
+def test_refiner_keeps_exactly_two_seconds():
+    assert Refiner()(annotated([det(1.0, (1, 1, 9, 9, 0.9)), det(3.0, (1, 1, 9, 9, 0.9))]))["span"] == [1.0, 3.0]
+
+
+# ---------------------------------------------------------------- Filter
+def test_filter_keeps_most_confident_box_and_drops_complex_frames():
+    b = lambda x, s: (x, 10, x + 20, 30, s)  # noqa: E731  (area 400)
+    dets = [
+        det(1.0, b(0, 0.4), b(50, 0.9)),                           # best: x = 50
+        det(1.5, b(1, 0.5), b(2, 0.6), b(3, 0.7), b(52, 0.95)),    # 4 boxes: complex, dropped
+        det(2.0),                                                  # nothing detected
+        det(2.5, b(54, 0.8), b(0, 0.3), b(10, 0.35)),              # 3 boxes: kept, best x = 54
+    ]
+    out = Filter(seed=0)(dict(annotated(dets), span=[1.0, 2.5]))
+    assert validate_record(out) == []
+    assert out["task"] == "stvg" and out["synthetic"] is True and "detections" not in out
+    assert out["boxes"] == [{"t": 1.0, "xyxy": [50, 10, 70, 30]}, {"t": 2.5, "xyxy": [54, 10, 74, 30]}]
+    assert parse_span(out["conversations"][1]["value"]).span == (1.0, 2.5)
+    assert out["target"] == "a man" and out["source"] == "charades-sta"
+    assert "a man walks to the door" in out["conversations"][0]["value"]
+
+
+@pytest.mark.parametrize("second_area_side, dropped", [(20, False), (14.2, False), (14.1, True), (28.2, False), (28.3, True)])
+def test_filter_area_ratio_to_adjacent_frame(second_area_side, dropped):
+    # Areas 400 then side^2: ratio < 1/2 (side < 14.14) or > 2 (side > 28.28) drops the sample.
+    dets = [det(1.0, (0, 0, 20, 20, 0.9)), det(2.0, (0, 0, second_area_side, second_area_side, 0.9)), det(3.0, (0, 0, 20, 20, 0.9))]
+    record = dict(annotated(dets), span=[1.0, 3.0])
+    if dropped:
+        with pytest.raises(Dropped, match="box area jumps"):
+            Filter()(record)
+    else:
+        assert len(Filter()(record)["boxes"]) == 3
+
+
+def test_filter_drops_when_every_frame_is_complex():
+    dets = [det(1.0, *[(0, 0, 5, 5, 0.5)] * 4), det(3.0)]
+    with pytest.raises(Dropped, match="every frame complex"):
+        Filter()(dict(annotated(dets), span=[1.0, 3.0]))
+
+
+# ---------------------------------------------------------------- stage runner
+def _inputs(path, n):
+    with open(path, "w") as f:
+        for i in range(n):
+            hits = [det(float(t), (1, 1, 9, 9, 0.9)) for t in range(i % 4)]  # 0-3 detections
+            f.write(json.dumps(annotated(hits, rid=f"r{i}", span=(0, 5))) + "\n")
+        f.write("{broken\n")
+
+
+def test_run_stage_resumes_and_counts(tmp_path):
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _inputs(src, 12)
+    calls = []
+
+    class Crashing(Refiner):
+        def __call__(self, record):
+            calls.append(record["id"])
+            if len(calls) == 7:
+                raise KeyboardInterrupt  # the job dies mid-file
+            return super().__call__(record)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(Crashing(), src, out, name="refine", progress=False)
+    with open(out, "a") as f:
+        f.write('{"id": "half-writ')  # a line cut off by the crash
+    calls.clear()
+    report = run_stage(Crashing(), src, out, name="refine", progress=False)
+    assert calls == [f"r{i}" for i in range(6, 12)]  # only the unfinished records
+    assert report.resumed == 6
+    # i % 4 == 3 -> 3 detections spanning 2 s: kept; 0 -> never detected; 1, 2 -> too short.
+    assert report.kept == 3 and [r["id"] for r in read_jsonl(out)] == ["r3", "r7", "r11"]
+    assert report.dropped == {"target never detected": 3, "refined span shorter than 2 s": 6, "unreadable input line": 1}
+    assert sum(1 for _ in read_jsonl(dropped_path(out))) == 10
+    again = run_stage(Refiner(), src, out, name="refine", progress=False)
+    assert again.resumed == 12 and again.kept == 3 and sum(again.dropped.values()) == 10
+
+
+# ---------------------------------------------------------------- Analyzer
+def test_parse_objects():
+    assert parse_objects('{"subject": "the man in red", "objects": ["door", "The Man in red"]}') == ["the man in red", "door"]
+    assert parse_objects('Sure!\n```json\n{"subject": "a dog", "objects": []}\n```\nHope this helps.') == ["a dog"]
+    assert parse_objects("Here: {'subject': 'a cat', 'objects': ['sofa']} done") == ["a cat", "sofa"]
+    assert parse_objects('{"subject": null, "objects": ["ball"]}') == ["ball"]
+    assert parse_objects('{"subject": "none", "objects": null}') == []
+    for bad in ("no json at all", '{"subject": "a"', '{"answer": "a man"}', '{"subject": "a", "objects": "b"}', "[1, 2]", "{{{}", None, ""):
+        assert parse_objects(bad) is None, bad
+
+
+ANSWERS = [
+    '{"subject": "the woman", "objects": ["red chair"]}',
+    "I think the subject is a woman.",                       # malformed
+    '```json\n{"subject": "a dog", "objects": ["ball"]}\n```',
+    '{"subject": null, "objects": []}',                      # nothing localisable
+    '{"subject": "man", "objects": [',                       # malformed (cut off)
+    "HTTP 500",                                              # the server fails this request
+]
+
+
+class _Replay(BaseHTTPRequestHandler):
+    answers = []
+    requests = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).requests.append((self.path, self.headers.get("Authorization"), body))
+        answer = type(self).answers.pop(0)
+        if answer == "HTTP 500":
+            self.send_response(500)
+            self.end_headers()
+            return
+        payload = json.dumps({"id": "x", "object": "chat.completion", "model": body["model"],
+                              "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}]})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(payload.encode())
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def replay_server():
+    _Replay.answers, _Replay.requests = list(ANSWERS), []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Replay)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_analyzer_over_http(tmp_path, replay_server):
+    src, out = tmp_path / "vtg.jsonl", tmp_path / "analyzed.jsonl"
+    with open(src, "w") as f:
+        for i in range(len(ANSWERS)):
+            f.write(json.dumps({"id": f"c{i}", "task": "vtg", "video": "v.mp4", "caption": f"caption {i}", "span": [0, 5], "duration": 9}) + "\n")
+    analyzer = Analyzer(OpenAIChat(replay_server, "qwen2.5-72b-instruct", api_key="k", timeout=10))
+    report = run_stage(analyzer, src, out, name="analyze", progress=False)
+    kept = list(read_jsonl(out))
+    assert [(r["id"], r["target"], r["objects"]) for r in kept] == [("c0", "the woman", ["the woman", "red chair"]), ("c2", "a dog", ["a dog", "ball"])]
+    assert report.dropped == {"malformed analyzer answer": 2, "no localisable object": 1, "analyzer request failed": 1}
+    path, auth, body = _Replay.requests[0]
+    assert path == "/v1/chat/completions" and auth == "Bearer k" and body["model"] == "qwen2.5-72b-instruct"
+    assert body["messages"][0]["role"] == "system" and "caption 0" in body["messages"][1]["content"]
+
+
+def test_analyzer_unreachable_endpoint_drops_record():
+    analyzer = Analyzer(OpenAIChat("http://127.0.0.1:9/v1", "m", timeout=2))
+    with pytest.raises(Dropped, match="analyzer request failed"):
+        analyzer({"id": "x", "caption": "a man"})
+
+
+def test_analyzer_local_transformers_model(tiny_qwen2_dir):
+    from llava_st.data.synth import LocalChat
+
+    chat = LocalChat(str(tiny_qwen2_dir), max_new_tokens=8)
+    answer = chat([{"role": "user", "content": "Caption: a man"}])
+    assert isinstance(answer, str)
+    try:  # a random model answers noise: the Analyzer must count it as malformed, not crash
+        out = Analyzer(chat)({"id": "x", "caption": "a man"})
+        assert out["target"]
+    except Dropped as e:
+        assert e.reason in ("malformed analyzer answer", "no localisable object")
