@@ -141,3 +141,16 @@ def test_bad_config_is_rejected():
         SyntheticConfig(min_span_frames=0)
     with pytest.raises(ValueError, match="task"):
         write_split("/tmp/unused", 1, 0, CONFIG, "x", task="qa")
+
+
+def test_every_caption_is_found_among_its_prompt_tokens(qwen_tokenizer):
+    """The space decoder reads the description's tokens: declarative captions end with a period the
+    instruction drops, questions keep their question mark; both must be located."""
+    from llava_st.core.layout import description_token_positions
+
+    for index in range(12):
+        _, record, _ = make_stvg(index, seed=4, config=CONFIG)
+        ids = qwen_tokenizer(record["conversations"][0]["value"], add_special_tokens=False)["input_ids"]
+        positions = description_token_positions(ids, qwen_tokenizer, record["caption"])
+        found = qwen_tokenizer.decode([ids[p] for p in positions]).strip()
+        assert found == record["caption"].rstrip(".")

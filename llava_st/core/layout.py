@@ -162,7 +162,7 @@ def description_token_positions(input_ids: Sequence[int], tokenizer, description
     BPE tokenises a phrase differently after a space, a newline or at the start of a message, so the
     variants are tried in that order. Returns [] when the description is not found.
     """
-    text = description.strip()
+    text = description.strip().rstrip(".")  # instructions quote the description without its final period
     for variant in (" " + text, text, "\n" + text):
         ids = tokenizer(variant, add_special_tokens=False)["input_ids"]
         if variant.startswith("\n") and len(ids) > 1:
