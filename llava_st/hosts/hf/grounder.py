@@ -1,0 +1,155 @@
+"""Grounding with the transformers host (paper §3.1.5): prefill, describe, generate, decode boxes.
+
+For a video the prefix (system, video block with queries, time instruction) is run once; its KV cache
+and last hidden states serve every description: per description only the instruction is run on top of
+the cache, the answer is generated greedily, the decoder reads the prefix's visual/query states and the
+instruction's description states, and the cache is cropped back to the prefix.
+"""
+
+import logging
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+from transformers import DynamicCache
+
+from ...core.boxes import xyxy_to_cxcywh
+from ...core.boxtext import parse_boxes_text
+from ...core.layout import description_token_positions
+from ...core.tube import assemble_tube
+from ...data.templates import instruction
+from ...data.video import read_video
+from .data import load_image
+from .prompt import image_prefix, question_suffix, video_prefix
+
+logger = logging.getLogger(__name__)
+
+
+def check_descriptions(descriptions: Sequence[str]) -> List[str]:
+    """The descriptions as a list; ValueError naming the first empty or non-text one."""
+    if isinstance(descriptions, str):
+        descriptions = [descriptions]
+    out = list(descriptions)
+    if not out:
+        raise ValueError("no description given")
+    for n, d in enumerate(out):
+        if not isinstance(d, str) or not d.strip():
+            raise ValueError(f"description {n} is empty: {d!r}")
+    return out
+
+
+class HFGrounder:
+    """Grounder over a transformers-host model (LlavaSTOnevisionForConditionalGeneration) and its processor.
+
+    frames: frames sampled per video by default (data.video.read_video's frames_upbound, force_sample as
+    in training); max_new_tokens: answer length limit (tokens).
+    """
+
+    def __init__(self, model, processor, frames: Optional[int] = None, max_new_tokens: int = 32, force_sample: bool = True):
+        self.model = model.eval()
+        self.processor = processor
+        self.frames = frames or min(model.st.num_queries, 64)
+        self.max_new_tokens = max_new_tokens
+        self.force_sample = force_sample
+        tok = processor.tokenizer
+        self.stop_ids = {i for i in (tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")) if i is not None}
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    # ---- public API ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def ground(self, video_path: str, descriptions: Sequence[str], frames: Optional[int] = None, task: str = "stvg") -> List[dict]:
+        """One tube per description (core/tube.py contract: span in seconds, per-frame pixel boxes of the
+        original video). task: "stvg" or "vtg" (the instruction template). Raises VideoReadError for a
+        missing or unreadable video and ValueError for an empty description."""
+        descriptions = check_descriptions(descriptions)
+        pixels, sample = read_video(str(video_path), frames or self.frames, force_sample=self.force_sample)
+        video = {"path": str(video_path), "width": int(pixels.shape[2]), "height": int(pixels.shape[1]), "duration": sample.duration, "fps": sample.fps}
+        prefix = video_prefix(sample.num_frames, sample.duration, sample.times)
+        visual = {"pixel_values_videos": self.processor.video_pixels(pixels)[None]}
+        return self._ground(prefix, visual, descriptions, task, sample.times.tolist(), video, span=None)
+
+    @torch.no_grad()
+    def ground_image(self, image_path: str, descriptions: Sequence[str]) -> List[dict]:
+        """One single-frame tube (t = 0, span [0, 0]) per description for an image (REC)."""
+        descriptions = check_descriptions(descriptions)
+        try:
+            image = load_image(str(image_path))
+        except Exception as exc:
+            raise FileNotFoundError(f"cannot read image {image_path}: {exc}") from exc
+        pv, size = self.processor.image_pixels(image)
+        video = {"path": str(image_path), "width": int(image.shape[1]), "height": int(image.shape[0]), "duration": 0.0, "fps": 0.0}
+        prefix = image_prefix(image.shape[0], image.shape[1])
+        visual = {"pixel_values": pv[None], "image_sizes": size[None]}
+        return self._ground(prefix, visual, descriptions, "rec", [0.0], video, span=(0.0, 0.0))
+
+    @torch.no_grad()
+    def answer(self, video_path: str, question: str, max_new_tokens: int = 64, frames: Optional[int] = None) -> str:
+        """Free-form answer to a question about a video (general QA)."""
+        check_descriptions([question])
+        pixels, sample = read_video(str(video_path), frames or self.frames, force_sample=self.force_sample)
+        ids = self.processor.encode(video_prefix(sample.num_frames, sample.duration, sample.times) + question_suffix(question))
+        out = self.model(input_ids=self._tensor(ids), pixel_values_videos=self.processor.video_pixels(pixels)[None].to(self.device, self.model.dtype), past_key_values=DynamicCache(), use_cache=True)
+        return self._generate(out, max_new_tokens)
+
+    # ---- steps -----------------------------------------------------------------------------------
+    def _tensor(self, ids) -> torch.Tensor:
+        return torch.tensor([ids], dtype=torch.long, device=self.device)
+
+    def _ground(self, prefix, visual, descriptions, task, frame_times, video, span) -> List[dict]:
+        model = self.model
+        prefix_ids = self.processor.encode(prefix)
+        visual = {k: (v.to(self.device, model.dtype) if v.is_floating_point() else v.to(self.device)) for k, v in visual.items()}
+        cache = DynamicCache()
+        pre = model(input_ids=self._tensor(prefix_ids), past_key_values=cache, use_cache=True, output_hidden_states=True, **visual)
+        prefix_hidden = pre.hidden_states[-1]  # [1, Lp, D]
+        tubes = []
+        for desc in descriptions:
+            suffix_ids = self.processor.encode(question_suffix(instruction(task, desc)))
+            out = model(input_ids=self._tensor(suffix_ids), past_key_values=cache, use_cache=True, output_hidden_states=True)
+            hidden = torch.cat([prefix_hidden, out.hidden_states[-1]], dim=1)  # [1, Lp + Ls, D]
+            raw = self._generate(out, self.max_new_tokens)
+            cache.crop(len(prefix_ids))
+            boxes = self._boxes(prefix_ids + suffix_ids, hidden, desc, len(prefix_ids))
+            if boxes is None and self.processor.query_mode == "none":
+                tubes.append(self._text_tube(desc, raw, frame_times, video, span))
+            else:
+                tubes.append(assemble_tube(desc, raw, frame_times, boxes, video, span=span))
+        return tubes
+
+    def _boxes(self, ids, hidden, description, text_start) -> Optional[torch.Tensor]:
+        """The decoder's boxes [F, 4] (normalised cxcywh) for one prompt, or None without a decoder."""
+        if self.model.st_decoder is None:
+            return None
+        tok = self.processor.tokenizer
+        positions = description_token_positions(ids, tok, description, start=text_start)
+        if not positions:
+            logger.warning("description %r not found among the prompt's tokens; boxes ignore it", description)
+        text_index = torch.tensor([positions or [0]])
+        text_mask = torch.tensor([[bool(positions)] * len(positions or [0])])
+        index = self.model.grounding_index(torch.tensor([ids]), text_index, text_mask)
+        return self.model.st_decoder(hidden, index)[0].float().cpu()
+
+    def _generate(self, out, max_new_tokens: int) -> str:
+        """Greedy decoding on top of `out` (its logits and its cache); the answer text without the stop token."""
+        cache = out.past_key_values
+        tokens = []
+        next_id = int(out.logits[0, -1].argmax())
+        while next_id not in self.stop_ids and len(tokens) < max_new_tokens:
+            tokens.append(next_id)
+            step = self.model(input_ids=self._tensor([next_id]), past_key_values=cache, use_cache=True)
+            next_id = int(step.logits[0, -1].argmax())
+        return self.processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+
+    def _text_tube(self, desc, raw, frame_times, video, span) -> dict:
+        """Tube of the boxes-as-text ablation: boxes parsed from the answer, each sampled frame taking
+        the parsed box nearest in time (seconds)."""
+        parsed_span, parsed = parse_boxes_text(raw)
+        if not parsed:
+            return assemble_tube(desc, raw, frame_times, None, video, span=span)
+        times = np.array(sorted(parsed))
+        nearest = [float(times[np.abs(times - t).argmin()]) for t in frame_times]
+        boxes = xyxy_to_cxcywh(torch.tensor([parsed[t] for t in nearest], dtype=torch.float32))
+        return assemble_tube(desc, raw, frame_times, boxes, video, span=span)
