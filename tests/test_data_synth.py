@@ -2,8 +2,6 @@
 counts, and the Analyzer against an OpenAI-compatible server on loopback replaying fixed answers."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -12,6 +10,7 @@ from llava_st.data.jsonl import read_jsonl
 from llava_st.data.schema import validate_record
 from llava_st.data.synth import Analyzer, Dropped, Filter, OpenAIChat, Refiner, parse_objects, run_stage
 from llava_st.data.synth.stage import dropped_path
+from llava_st.testing.openai_replay import ReplayServer
 
 
 def det(t, *boxes):
@@ -139,42 +138,14 @@ ANSWERS = [
     '```json\n{"subject": "a dog", "objects": ["ball"]}\n```',
     '{"subject": null, "objects": []}',                      # nothing localisable
     '{"subject": "man", "objects": [',                       # malformed (cut off)
-    "HTTP 500",                                              # the server fails this request
+    ReplayServer.FAIL,                                       # the server fails this request
 ]
-
-
-class _Replay(BaseHTTPRequestHandler):
-    answers = []
-    requests = []
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append((self.path, self.headers.get("Authorization"), body))
-        answer = type(self).answers.pop(0)
-        if answer == "HTTP 500":
-            self.send_response(500)
-            self.end_headers()
-            return
-        payload = json.dumps({"id": "x", "object": "chat.completion", "model": body["model"],
-                              "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}]})
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(payload.encode())
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture
 def replay_server():
-    _Replay.answers, _Replay.requests = list(ANSWERS), []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Replay)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with ReplayServer(ANSWERS) as server:
+        yield server
 
 
 def test_analyzer_over_http(tmp_path, replay_server):
@@ -182,12 +153,12 @@ def test_analyzer_over_http(tmp_path, replay_server):
     with open(src, "w") as f:
         for i in range(len(ANSWERS)):
             f.write(json.dumps({"id": f"c{i}", "task": "vtg", "video": "v.mp4", "caption": f"caption {i}", "span": [0, 5], "duration": 9}) + "\n")
-    analyzer = Analyzer(OpenAIChat(replay_server, "qwen2.5-72b-instruct", api_key="k", timeout=10))
+    analyzer = Analyzer(OpenAIChat(replay_server.url, "qwen2.5-72b-instruct", api_key="k", timeout=10))
     report = run_stage(analyzer, src, out, name="analyze", progress=False)
     kept = list(read_jsonl(out))
     assert [(r["id"], r["target"], r["objects"]) for r in kept] == [("c0", "the woman", ["the woman", "red chair"]), ("c2", "a dog", ["a dog", "ball"])]
     assert report.dropped == {"malformed analyzer answer": 2, "no localisable object": 1, "analyzer request failed": 1}
-    path, auth, body = _Replay.requests[0]
+    path, auth, body = replay_server.requests[0]
     assert path == "/v1/chat/completions" and auth == "Bearer k" and body["model"] == "qwen2.5-72b-instruct"
     assert body["messages"][0]["role"] == "system" and "caption 0" in body["messages"][1]["content"]
 

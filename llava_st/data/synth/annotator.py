@@ -1,0 +1,97 @@
+"""Annotator (paper §3.2.1): Grounding-DINO boxes for the Analyzer's target on every sampled frame
+inside the span.
+
+Frames inside `span` are sampled at `sample_fps` (frame index i of the video has time i / fps seconds);
+each is passed with the text prompt "<target>." to GroundingDinoForObjectDetection (transformers), and
+every box scoring at least `box_threshold` (0.3 in the paper) is kept. The record gains
+    detections: [{"t": seconds, "boxes": [[x0, y0, x1, y1] pixels of the original frame, ...],
+                  "scores": [float, ...]}]  (one entry per sampled frame, possibly empty)
+and the video's `width`, `height`, `fps`, `duration`. Drops: "video unreadable".
+"""
+
+import logging
+import os
+from typing import List
+
+import numpy as np
+import torch
+
+from ..video import VideoReadError, sample_frames
+from .stage import Dropped
+
+logger = logging.getLogger(__name__)
+
+
+def read_span_frames(path: str, span, sample_fps: float):
+    """Decode the frames inside `span` (seconds) sampled at `sample_fps`.
+
+    Returns (frames uint8 [N, H, W, 3] RGB, times float64 [N] seconds, video fps, duration seconds).
+    Raises VideoReadError naming the file.
+    """
+    if not os.path.isfile(path):
+        raise VideoReadError(f"video not found: {path}")
+    try:
+        from decord import VideoReader, cpu
+
+        vr = VideoReader(path, ctx=cpu(0), num_threads=1)
+        sample = sample_frames(len(vr), vr.get_avg_fps(), frames_upbound=0, video_fps=sample_fps)
+        inside = (sample.times >= span[0] - 1e-6) & (sample.times <= span[1] + 1e-6)
+        indices = sample.indices[inside]
+        frames = vr.get_batch(indices.tolist()).asnumpy() if len(indices) else np.zeros((0, 1, 1, 3), np.uint8)
+    except Exception as exc:  # decord raises its own DECORDError and RuntimeError alike
+        raise VideoReadError(f"cannot decode video {path}: {exc}") from exc
+    return frames, sample.times[inside], sample.fps, sample.duration
+
+
+class Annotator:
+    """Stage: record with `video`, `span`, `target` -> record with per-frame `detections`.
+
+    `model_path`: a local GroundingDINO checkpoint directory (model + processor, e.g. a saved
+    IDEA-Research/grounding-dino-tiny); `data_root`: the directory video paths are relative to.
+    """
+
+    def __init__(self, model_path: str, data_root: str = ".", sample_fps: float = 2.0, box_threshold: float = 0.3, text_threshold: float = 0.25, batch_size: int = 8, device: str = "cpu"):
+        from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
+
+        self.processor = GroundingDinoProcessor.from_pretrained(model_path)
+        self.model = GroundingDinoForObjectDetection.from_pretrained(model_path).to(device).eval()
+        self.data_root, self.sample_fps, self.device = data_root, sample_fps, device
+        self.box_threshold, self.text_threshold, self.batch_size = box_threshold, text_threshold, batch_size
+
+    @torch.no_grad()
+    def detect(self, frames: np.ndarray, phrase: str) -> List[dict]:
+        """Boxes for `phrase` in each frame (uint8 [N, H, W, 3]): [{"boxes": [[x0, y0, x1, y1] pixels],
+        "scores": [...]}] per frame, scores >= box_threshold, highest first."""
+        from PIL import Image
+
+        text = phrase.strip().rstrip(".").lower() + "."
+        results = []
+        for start in range(0, len(frames), self.batch_size):
+            chunk = [Image.fromarray(f) for f in frames[start : start + self.batch_size]]
+            inputs = self.processor(images=chunk, text=[text] * len(chunk), return_tensors="pt").to(self.device)
+            outputs = self.model(**inputs)
+            sizes = [(im.height, im.width) for im in chunk]
+            found = self.processor.post_process_grounded_object_detection(
+                outputs, inputs["input_ids"], box_threshold=self.box_threshold, text_threshold=self.text_threshold, target_sizes=sizes
+            )
+            for det, (h, w) in zip(found, sizes):
+                order = det["scores"].argsort(descending=True)
+                boxes = det["boxes"][order].clamp(min=0)
+                boxes[:, 0::2] = boxes[:, 0::2].clamp(max=w)
+                boxes[:, 1::2] = boxes[:, 1::2].clamp(max=h)
+                results.append({
+                    "boxes": [[round(float(v), 2) for v in b] for b in boxes.tolist()],
+                    "scores": [round(float(s), 4) for s in det["scores"][order].tolist()],
+                })
+        return results
+
+    def __call__(self, record: dict) -> dict:
+        path = os.path.join(self.data_root, record["video"])
+        try:
+            frames, times, fps, duration = read_span_frames(path, record["span"], self.sample_fps)
+        except VideoReadError as e:
+            logger.warning("id=%s field=video: %s", record.get("id"), e)
+            raise Dropped("video unreadable") from e
+        detections = [{"t": round(float(t), 4), **d} for t, d in zip(times, self.detect(frames, record["target"]))]
+        height, width = (frames.shape[1], frames.shape[2]) if len(frames) else (record.get("height"), record.get("width"))
+        return {**record, "detections": detections, "width": width, "height": height, "fps": round(fps, 4), "duration": round(duration, 4)}
