@@ -65,15 +65,30 @@ class HFGrounder:
         original video). task: "stvg" or "vtg" (the instruction template). Raises VideoReadError for a
         missing or unreadable video and ValueError for an empty description."""
         descriptions = check_descriptions(descriptions)
-        pixels, sample = read_video(str(video_path), frames or self.frames, force_sample=self.force_sample)
-        video = {"path": str(video_path), "width": int(pixels.shape[2]), "height": int(pixels.shape[1]), "duration": sample.duration, "fps": sample.fps}
-        prefix = video_prefix(sample.num_frames, sample.duration, sample.times)
-        visual = {"pixel_values_videos": self.processor.video_pixels(pixels)[None]}
-        return self._ground(prefix, visual, descriptions, task, sample.times.tolist(), video, span=None)
+        times, video, answers = self.predict_video(video_path, descriptions, frames, task)
+        return [self._tube(d, raw, boxes, times, video, None) for d, (raw, boxes) in zip(descriptions, answers)]
 
     @torch.no_grad()
     def ground_image(self, image_path: str, descriptions: Sequence[str]) -> List[dict]:
         """One single-frame tube (t = 0, span [0, 0]) per description for an image (REC)."""
+        descriptions = check_descriptions(descriptions)
+        video, answers = self.predict_image(image_path, descriptions)
+        return [self._tube(d, raw, boxes, [0.0], video, (0.0, 0.0)) for d, (raw, boxes) in zip(descriptions, answers)]
+
+    @torch.no_grad()
+    def predict_video(self, video_path: str, descriptions: Sequence[str], frames: Optional[int] = None, task: str = "stvg"):
+        """The raw predictions behind `ground`: (frame_times [F] seconds, video info, [(answer text,
+        boxes [F, 4] normalised cxcywh for every sampled frame, or None without a decoder)])."""
+        descriptions = check_descriptions(descriptions)
+        pixels, sample = read_video(str(video_path), frames or self.frames, force_sample=self.force_sample)
+        video = {"path": str(video_path), "width": int(pixels.shape[2]), "height": int(pixels.shape[1]), "duration": sample.duration, "fps": sample.fps}
+        prefix = video_prefix(sample.num_frames, sample.duration, sample.times)
+        visual = {"pixel_values_videos": self.processor.video_pixels(pixels)[None]}
+        return sample.times.tolist(), video, self._predict(prefix, visual, descriptions, task)
+
+    @torch.no_grad()
+    def predict_image(self, image_path: str, descriptions: Sequence[str]):
+        """The raw predictions behind `ground_image`: (image info, [(answer text, boxes [1, 4] or None)])."""
         descriptions = check_descriptions(descriptions)
         try:
             image = load_image(str(image_path))
@@ -83,7 +98,7 @@ class HFGrounder:
         video = {"path": str(image_path), "width": int(image.shape[1]), "height": int(image.shape[0]), "duration": 0.0, "fps": 0.0}
         prefix = image_prefix(image.shape[0], image.shape[1])
         visual = {"pixel_values": pv[None], "image_sizes": size[None]}
-        return self._ground(prefix, visual, descriptions, "rec", [0.0], video, span=(0.0, 0.0))
+        return video, self._predict(prefix, visual, descriptions, "rec")
 
     @torch.no_grad()
     def answer(self, video_path: str, question: str, max_new_tokens: int = 64, frames: Optional[int] = None) -> str:
@@ -98,26 +113,28 @@ class HFGrounder:
     def _tensor(self, ids) -> torch.Tensor:
         return torch.tensor([ids], dtype=torch.long, device=self.device)
 
-    def _ground(self, prefix, visual, descriptions, task, frame_times, video, span) -> List[dict]:
+    def _predict(self, prefix, visual, descriptions, task) -> List[tuple]:
+        """Run the prefix once, then each description on top of its cache -> [(text, boxes or None)]."""
         model = self.model
         prefix_ids = self.processor.encode(prefix)
         visual = {k: (v.to(self.device, model.dtype) if v.is_floating_point() else v.to(self.device)) for k, v in visual.items()}
         cache = DynamicCache()
         pre = model(input_ids=self._tensor(prefix_ids), past_key_values=cache, use_cache=True, output_hidden_states=True, **visual)
         prefix_hidden = pre.hidden_states[-1]  # [1, Lp, D]
-        tubes = []
+        answers = []
         for desc in descriptions:
             suffix_ids = self.processor.encode(question_suffix(instruction(task, desc)))
             out = model(input_ids=self._tensor(suffix_ids), past_key_values=cache, use_cache=True, output_hidden_states=True)
             hidden = torch.cat([prefix_hidden, out.hidden_states[-1]], dim=1)  # [1, Lp + Ls, D]
             raw = self._generate(out, self.max_new_tokens)
             cache.crop(len(prefix_ids))
-            boxes = self._boxes(prefix_ids + suffix_ids, hidden, desc, len(prefix_ids))
-            if boxes is None and self.processor.query_mode == "none":
-                tubes.append(self._text_tube(desc, raw, frame_times, video, span))
-            else:
-                tubes.append(assemble_tube(desc, raw, frame_times, boxes, video, span=span))
-        return tubes
+            answers.append((raw, self._boxes(prefix_ids + suffix_ids, hidden, desc, len(prefix_ids))))
+        return answers
+
+    def _tube(self, desc, raw, boxes, frame_times, video, span) -> dict:
+        if boxes is None and self.processor.query_mode == "none":
+            return self._text_tube(desc, raw, frame_times, video, span)
+        return assemble_tube(desc, raw, frame_times, boxes, video, span=span)
 
     def _boxes(self, ids, hidden, description, text_start) -> Optional[torch.Tensor]:
         """The decoder's boxes [F, 4] (normalised cxcywh) for one prompt, or None without a decoder."""
