@@ -62,13 +62,43 @@ def test_pipeline_cli_end_to_end_and_resume(tmp_path, tiny_gdino, data_root, cap
     src = tmp_path / "vtg.jsonl"
     with open(src, "w") as f:
         for i in range(4):
-            f.write(json.dumps({"id": f"v{i}", "task": "vtg", "video": "box.mp4", "caption": "a red box slides right",
-                                "span": [0.0, 3.9], "duration": 4.0, "source": "test"}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": f"v{i}",
+                        "task": "vtg",
+                        "video": "box.mp4",
+                        "caption": "a red box slides right",
+                        "span": [0.0, 3.9],
+                        "duration": 4.0,
+                        "source": "test",
+                    }
+                )
+                + "\n"
+            )
     work = tmp_path / "work"
     with ReplayServer(['{"subject": "red box", "objects": []}'] * 3 + ["not json"]) as server:
-        argv = ["data", "synth", "run", str(src), str(work), "--endpoint", server.url, "--model", "m",
-                "--detector", tiny_gdino, "--data-root", str(data_root), "--fps", "2", "--box-threshold", "0.0",
-                "--max-boxes", "10"]
+        argv = [
+            "data",
+            "synth",
+            "run",
+            str(src),
+            str(work),
+            "--endpoint",
+            server.url,
+            "--model",
+            "m",
+            "--detector",
+            tiny_gdino,
+            "--data-root",
+            str(data_root),
+            "--fps",
+            "2",
+            "--box-threshold",
+            "0.0",
+            "--max-boxes",
+            "10",
+        ]
         assert cli.main(argv) == 0
         text = capsys.readouterr().out
         # A second run finds every stage done: no request reaches the server, nothing is rewritten.

@@ -10,7 +10,13 @@ import pytest
 from llava_st import cli
 from llava_st.core.timespan import format_span, parse_span
 from llava_st.data.convert import (
-    Drops, convert_charades_sta, convert_didemo, convert_hcstvg, convert_refcoco, convert_tacos, convert_vidstg,
+    Drops,
+    convert_charades_sta,
+    convert_didemo,
+    convert_hcstvg,
+    convert_refcoco,
+    convert_tacos,
+    convert_vidstg,
     convert_vidstg_tubedetr,
 )
 from llava_st.data.convert.vtg import didemo_span
@@ -34,16 +40,33 @@ def _check(records):
 HCSTVG_V1 = {
     "55_vfjywN5CN0Y.mp4": {
         "bbox": [[100, 50, 40, 80], [102, 51, 40, 80], [104, 52, 40, 80], [630, 50, 40, 80]],
-        "st_time": 8.91, "ed_time": 9.1, "img_num": 600, "caption": "The woman in red clothes turns in a circle.",
-        "width": 640, "height": 360, "st_frame": 268,
+        "st_time": 8.91,
+        "ed_time": 9.1,
+        "img_num": 600,
+        "caption": "The woman in red clothes turns in a circle.",
+        "width": 640,
+        "height": 360,
+        "st_frame": 268,
     },
     "1_first.mp4": {  # tube starting at the first frame (st_frame = 1), 25 fps, a box fully outside the frame
-        "bbox": [[0, 0, 10, 10], [700, 10, 5, 5], [1, 1, 10, 10]], "st_time": 0.0, "ed_time": 0.12,
-        "img_num": 500, "caption": "A man sits.", "width": 640, "height": 360, "st_frame": 1,
+        "bbox": [[0, 0, 10, 10], [700, 10, 5, 5], [1, 1, 10, 10]],
+        "st_time": 0.0,
+        "ed_time": 0.12,
+        "img_num": 500,
+        "caption": "A man sits.",
+        "width": 640,
+        "height": 360,
+        "st_frame": 1,
     },
     "2_end.mp4": {  # tube running past the 20 s clip: clipped to it
-        "bbox": [[5, 5, 10, 10]] * 4, "st_time": 19.9, "ed_time": 20.0, "img_num": 100,
-        "caption": "A dog runs.", "width": 320, "height": 240, "st_frame": 99,
+        "bbox": [[5, 5, 10, 10]] * 4,
+        "st_time": 19.9,
+        "ed_time": 20.0,
+        "img_num": 100,
+        "caption": "A dog runs.",
+        "width": 320,
+        "height": 240,
+        "st_frame": 99,
     },
     "3_bad.mp4": {"bbox": [[1, 1, 2, 2]], "img_num": 600, "caption": "broken", "width": 640, "height": 360},
 }
@@ -51,7 +74,9 @@ HCSTVG_V1 = {
 
 def test_hcstvg_v1(tmp_path):
     drops = Drops()
-    records = _check(list(convert_hcstvg(_write(tmp_path / "test.json", HCSTVG_V1), version=1, video_prefix="hcstvg/", drops=drops)))
+    records = _check(
+        list(convert_hcstvg(_write(tmp_path / "test.json", HCSTVG_V1), version=1, video_prefix="hcstvg/", drops=drops))
+    )
     by_id = {r["id"]: r for r in records}
     r = by_id["hcstvg-v1_55_vfjywN5CN0Y"]
     assert r["task"] == "stvg" and r["video"] == "hcstvg/55_vfjywN5CN0Y.mp4"
@@ -88,24 +113,56 @@ def test_hcstvg_v2_field_names(tmp_path):
 def _vidor(video_id, frames=20):
     trajectories = []
     for f in range(frames):
-        boxes = [{"tid": 0, "bbox": {"xmin": 10 + f, "ymin": 20, "xmax": 50 + f, "ymax": 60}, "generated": 0, "tracker": "none"}]
+        boxes = [
+            {
+                "tid": 0,
+                "bbox": {"xmin": 10 + f, "ymin": 20, "xmax": 50 + f, "ymax": 60},
+                "generated": 0,
+                "tracker": "none",
+            }
+        ]
         if 5 <= f < 9:
-            boxes.append({"tid": 1, "bbox": {"xmin": 0, "ymin": 0, "xmax": 700, "ymax": 30}, "generated": 1, "tracker": "linear"})
+            boxes.append(
+                {"tid": 1, "bbox": {"xmin": 0, "ymin": 0, "xmax": 700, "ymax": 30}, "generated": 1, "tracker": "linear"}
+            )
         trajectories.append(boxes)
-    return {"video_id": video_id, "video_path": f"0000/{video_id}.mp4", "frame_count": frames, "fps": 10,
-            "width": 640, "height": 480, "subject/objects": [{"tid": 0, "category": "adult"}, {"tid": 1, "category": "dog"}],
-            "trajectories": trajectories}
+    return {
+        "video_id": video_id,
+        "video_path": f"0000/{video_id}.mp4",
+        "frame_count": frames,
+        "fps": 10,
+        "width": 640,
+        "height": 480,
+        "subject/objects": [{"tid": 0, "category": "adult"}, {"tid": 1, "category": "dog"}],
+        "trajectories": trajectories,
+    }
 
 
 VIDSTG = [
-    {"vid": "2401075277", "fps": 10, "frame_count": 20, "width": 640, "height": 480,
-     "used_segment": {"begin_fid": 2, "end_fid": 18}, "temporal_gt": {"begin_fid": 5, "end_fid": 9},
-     "subject/objects": [{"tid": 0, "category": "adult"}, {"tid": 1, "category": "dog"}],
-     "captions": [{"description": "An adult in black walks.", "type": "adult", "target_id": 0}],
-     "questions": [{"description": "What is beside the adult?", "type": "dog", "target_id": 1}]},
-    {"vid": "missing", "fps": 10, "frame_count": 20, "width": 640, "height": 480,
-     "used_segment": {"begin_fid": 0, "end_fid": 20}, "temporal_gt": {"begin_fid": 0, "end_fid": 5},
-     "subject/objects": [], "captions": [{"description": "x", "type": "adult", "target_id": 0}], "questions": []},
+    {
+        "vid": "2401075277",
+        "fps": 10,
+        "frame_count": 20,
+        "width": 640,
+        "height": 480,
+        "used_segment": {"begin_fid": 2, "end_fid": 18},
+        "temporal_gt": {"begin_fid": 5, "end_fid": 9},
+        "subject/objects": [{"tid": 0, "category": "adult"}, {"tid": 1, "category": "dog"}],
+        "captions": [{"description": "An adult in black walks.", "type": "adult", "target_id": 0}],
+        "questions": [{"description": "What is beside the adult?", "type": "dog", "target_id": 1}],
+    },
+    {
+        "vid": "missing",
+        "fps": 10,
+        "frame_count": 20,
+        "width": 640,
+        "height": 480,
+        "used_segment": {"begin_fid": 0, "end_fid": 20},
+        "temporal_gt": {"begin_fid": 0, "end_fid": 5},
+        "subject/objects": [],
+        "captions": [{"description": "x", "type": "adult", "target_id": 0}],
+        "questions": [],
+    },
 ]
 
 
@@ -114,7 +171,9 @@ def test_vidstg_original(tmp_path):
     vidor.mkdir(parents=True)
     _write(vidor / "2401075277.json", _vidor("2401075277"))
     drops = Drops()
-    records = _check(list(convert_vidstg(_write(tmp_path / "test_annotations.json", VIDSTG), str(tmp_path / "vidor"), drops=drops)))
+    records = _check(
+        list(convert_vidstg(_write(tmp_path / "test_annotations.json", VIDSTG), str(tmp_path / "vidor"), drops=drops))
+    )
     assert len(records) == 2
     decl = next(r for r in records if r["sentence_type"] == "declarative")
     inter = next(r for r in records if r["sentence_type"] == "interrogative")
@@ -131,16 +190,44 @@ def test_vidstg_original(tmp_path):
 def test_vidstg_tubedetr(tmp_path):
     data = {
         "videos": [
-            {"original_video_id": "2401075277", "frame_count": 20, "fps": 10, "width": 640, "height": 480,
-             "start_frame": 2, "end_frame": 18, "tube_start_frame": 5, "tube_end_frame": 9,
-             "video_path": "0000/2401075277.mp4", "caption": "What is beside the adult?", "type": "dog",
-             "target_id": 1, "video_id": 0, "qtype": "interrogative"},
-            {"original_video_id": "2401075277", "frame_count": 20, "fps": 10, "width": 640, "height": 480,
-             "start_frame": 2, "end_frame": 18, "tube_start_frame": 5, "tube_end_frame": 9,
-             "video_path": "0000/2401075277.mp4", "caption": "gone", "type": "cat", "target_id": 7, "video_id": 1,
-             "qtype": "declarative"},
+            {
+                "original_video_id": "2401075277",
+                "frame_count": 20,
+                "fps": 10,
+                "width": 640,
+                "height": 480,
+                "start_frame": 2,
+                "end_frame": 18,
+                "tube_start_frame": 5,
+                "tube_end_frame": 9,
+                "video_path": "0000/2401075277.mp4",
+                "caption": "What is beside the adult?",
+                "type": "dog",
+                "target_id": 1,
+                "video_id": 0,
+                "qtype": "interrogative",
+            },
+            {
+                "original_video_id": "2401075277",
+                "frame_count": 20,
+                "fps": 10,
+                "width": 640,
+                "height": 480,
+                "start_frame": 2,
+                "end_frame": 18,
+                "tube_start_frame": 5,
+                "tube_end_frame": 9,
+                "video_path": "0000/2401075277.mp4",
+                "caption": "gone",
+                "type": "cat",
+                "target_id": 7,
+                "video_id": 1,
+                "qtype": "declarative",
+            },
         ],
-        "trajectories": {"2401075277": {"1": {str(f): {"bbox": [10, 20, 30, 40], "category_id": 3} for f in range(5, 9)}}},
+        "trajectories": {
+            "2401075277": {"1": {str(f): {"bbox": [10, 20, 30, 40], "category_id": 3} for f in range(5, 9)}}
+        },
     }
     drops = Drops()
     (r,) = _check(list(convert_vidstg_tubedetr(_write(tmp_path / "test.json", data), drops=drops)))
@@ -154,8 +241,8 @@ def _charades(tmp_path):
     ann = tmp_path / "charades_sta_test.txt"
     ann.write_text(
         "3MSZA 24.3 30.4##person turn a light on.\n"
-        "3MSZA 28.0 40.0##person opens the door.\n"   # end past the 31.0 s video: clipped
-        "3MSZA 35.0 40.0##person leaves.\n"           # starts after the end: dropped
+        "3MSZA 28.0 40.0##person opens the door.\n"  # end past the 31.0 s video: clipped
+        "3MSZA 35.0 40.0##person leaves.\n"  # starts after the end: dropped
         "ZZZZZ 1.0 2.0##no duration known.\n"
         "garbage line\n"
     )
@@ -178,13 +265,33 @@ def test_charades_sta(tmp_path):
 
 def test_didemo(tmp_path):
     items = [
-        {"num_segments": 6, "description": "a girl jumps", "times": [[1, 4], [1, 4], [0, 0], [2, 3]],
-         "video": "14636981@N00_2855513580_b8e4f1aba5.mov", "annotation_id": 1, "dl_link": "x"},
-        {"num_segments": 5, "description": "the end", "times": [[4, 4], [3, 4]], "video": "short.mov", "annotation_id": 2},
+        {
+            "num_segments": 6,
+            "description": "a girl jumps",
+            "times": [[1, 4], [1, 4], [0, 0], [2, 3]],
+            "video": "14636981@N00_2855513580_b8e4f1aba5.mov",
+            "annotation_id": 1,
+            "dl_link": "x",
+        },
+        {
+            "num_segments": 5,
+            "description": "the end",
+            "times": [[4, 4], [3, 4]],
+            "video": "short.mov",
+            "annotation_id": 2,
+        },
         {"num_segments": 6, "description": "reversed", "times": [[3, 1]], "video": "v.mov", "annotation_id": 3},
     ]
     drops = Drops()
-    records = _check(list(convert_didemo(_write(tmp_path / "val_data.json", items), durations=_write(tmp_path / "d.json", {"short.mov": 22.5}), drops=drops)))
+    records = _check(
+        list(
+            convert_didemo(
+                _write(tmp_path / "val_data.json", items),
+                durations=_write(tmp_path / "d.json", {"short.mov": 22.5}),
+                drops=drops,
+            )
+        )
+    )
     a, b = records
     assert a["span"] == [5.0, 25.0] and a["duration"] == 30.0  # inclusive chunks (1, 4) -> 5-25 s
     assert a["annotator_spans"] == [[5.0, 25.0], [5.0, 25.0], [0.0, 5.0], [10.0, 20.0]]
@@ -194,8 +301,14 @@ def test_didemo(tmp_path):
 
 
 def test_tacos(tmp_path):
-    data = {"s30-d52.avi": {"timestamps": [[141, 354], [7000, 7400], [10, 10]], "sentences": ["He takes a knife.", "He washes up.", "empty"],
-                            "fps": 29.4, "num_frames": 7346}}
+    data = {
+        "s30-d52.avi": {
+            "timestamps": [[141, 354], [7000, 7400], [10, 10]],
+            "sentences": ["He takes a knife.", "He washes up.", "empty"],
+            "fps": 29.4,
+            "num_frames": 7346,
+        }
+    }
     drops = Drops()
     records = _check(list(convert_tacos(_write(tmp_path / "test.json", data), drops=drops)))
     assert len(records) == 2 and drops["empty span after clipping to the duration, or empty sentence"] == 1
@@ -205,17 +318,38 @@ def test_tacos(tmp_path):
 
 # ---------------------------------------------------------------- RefCOCO
 REFS = [
-    {"ref_id": 0, "ann_id": 10, "category_id": 1, "image_id": 5, "file_name": "COCO_train2014_000000000005_10.jpg",
-     "split": "train", "sent_ids": [0, 1],
-     "sentences": [{"tokens": ["left", "man"], "raw": "Left man", "sent_id": 0, "sent": "left man"},
-                   {"tokens": ["guy"], "raw": "guy", "sent_id": 1, "sent": "guy on the left"}]},
-    {"ref_id": 1, "ann_id": 11, "category_id": 1, "image_id": 5, "file_name": "COCO_train2014_000000000005_11.jpg",
-     "split": "testA", "sent_ids": [2], "sentences": [{"tokens": ["right"], "raw": "right", "sent_id": 2, "sent": "right one"}]},
+    {
+        "ref_id": 0,
+        "ann_id": 10,
+        "category_id": 1,
+        "image_id": 5,
+        "file_name": "COCO_train2014_000000000005_10.jpg",
+        "split": "train",
+        "sent_ids": [0, 1],
+        "sentences": [
+            {"tokens": ["left", "man"], "raw": "Left man", "sent_id": 0, "sent": "left man"},
+            {"tokens": ["guy"], "raw": "guy", "sent_id": 1, "sent": "guy on the left"},
+        ],
+    },
+    {
+        "ref_id": 1,
+        "ann_id": 11,
+        "category_id": 1,
+        "image_id": 5,
+        "file_name": "COCO_train2014_000000000005_11.jpg",
+        "split": "testA",
+        "sent_ids": [2],
+        "sentences": [{"tokens": ["right"], "raw": "right", "sent_id": 2, "sent": "right one"}],
+    },
 ]
-INSTANCES = {"images": [{"id": 5, "file_name": "COCO_train2014_000000000005.jpg", "width": 640, "height": 427}],
-             "annotations": [{"id": 10, "image_id": 5, "bbox": [10.5, 20.0, 100.0, 200.0], "category_id": 1},
-                             {"id": 11, "image_id": 5, "bbox": [600.0, 20.0, 100.0, 500.0], "category_id": 1}],
-             "categories": [{"id": 1, "name": "person"}]}
+INSTANCES = {
+    "images": [{"id": 5, "file_name": "COCO_train2014_000000000005.jpg", "width": 640, "height": 427}],
+    "annotations": [
+        {"id": 10, "image_id": 5, "bbox": [10.5, 20.0, 100.0, 200.0], "category_id": 1},
+        {"id": 11, "image_id": 5, "bbox": [600.0, 20.0, 100.0, 500.0], "category_id": 1},
+    ],
+    "categories": [{"id": 1, "name": "person"}],
+}
 
 
 @pytest.mark.parametrize("dataset", ["refcoco", "refcoco+", "refcocog"])

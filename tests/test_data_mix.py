@@ -29,9 +29,15 @@ def test_parse_source():
 
 
 def test_counts_ratios_and_upsampling(tmp_path):
-    a, b, c = _file(tmp_path / "a.jsonl", "vtg", 10), _file(tmp_path / "b.jsonl", "rec", 20), _file(tmp_path / "c.jsonl", "qa", 4)
+    a, b, c = (
+        _file(tmp_path / "a.jsonl", "vtg", 10),
+        _file(tmp_path / "b.jsonl", "rec", 20),
+        _file(tmp_path / "c.jsonl", "qa", 4),
+    )
     out = tmp_path / "mix.jsonl"
-    taken = mix([MixSource(a, count=7), MixSource(b, ratio=0.5), MixSource(c, count=10)], str(out), seed=1, progress=False)
+    taken = mix(
+        [MixSource(a, count=7), MixSource(b, ratio=0.5), MixSource(c, count=10)], str(out), seed=1, progress=False
+    )
     assert taken == {a: 7, b: 10, c: 10}
     records = list(read_jsonl(out))
     tasks = Counter(r["task"] for r in records)
@@ -48,7 +54,9 @@ def test_deterministic_by_seed(tmp_path):
     a, b = _file(tmp_path / "a.jsonl", "vtg", 50), _file(tmp_path / "b.jsonl", "rec", 50)
     runs = []
     for seed, name in ((0, "x"), (0, "y"), (1, "z")):
-        mix([MixSource(a, count=20), MixSource(b, count=20)], str(tmp_path / f"{name}.jsonl"), seed=seed, progress=False)
+        mix(
+            [MixSource(a, count=20), MixSource(b, count=20)], str(tmp_path / f"{name}.jsonl"), seed=seed, progress=False
+        )
         runs.append((tmp_path / f"{name}.jsonl").read_text())
     assert runs[0] == runs[1] and runs[0] != runs[2]
 

@@ -1,23 +1,32 @@
 """Uni-STG validator: valid records pass; every malformed record is rejected by id and field, none crashes."""
 
-import copy
 import json
-import math
 import random
 import subprocess
 import sys
 
 import pytest
 
+from llava_st import cli
 from llava_st.data.schema import validate_file, validate_record
 
 
 def stvg():
     return {
-        "id": "s1", "task": "stvg", "video": "v/a.mp4", "caption": "the man in red turns",
-        "conversations": [{"from": "human", "value": "<image>\nWhere?"}, {"from": "gpt", "value": "From 1.0s to 3.0s."}],
-        "span": [1.0, 3.0], "boxes": [{"t": 1.0, "xyxy": [10, 10, 50, 40]}, {"t": 2.5, "xyxy": [12, 11, 52, 41]}],
-        "width": 640, "height": 360, "duration": 20.0, "fps": 30.0,
+        "id": "s1",
+        "task": "stvg",
+        "video": "v/a.mp4",
+        "caption": "the man in red turns",
+        "conversations": [
+            {"from": "human", "value": "<image>\nWhere?"},
+            {"from": "gpt", "value": "From 1.0s to 3.0s."},
+        ],
+        "span": [1.0, 3.0],
+        "boxes": [{"t": 1.0, "xyxy": [10, 10, 50, 40]}, {"t": 2.5, "xyxy": [12, 11, 52, 41]}],
+        "width": 640,
+        "height": 360,
+        "duration": 20.0,
+        "fps": 30.0,
     }
 
 
@@ -38,8 +47,12 @@ def rec():
 
 
 def qa():
-    return {"id": "q1", "task": "qa", "video": "x.mp4",
-            "conversations": [{"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": "A cat."}]}
+    return {
+        "id": "q1",
+        "task": "qa",
+        "video": "x.mp4",
+        "conversations": [{"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": "A cat."}],
+    }
 
 
 BASES = {"stvg": stvg, "vtg": vtg, "rec": rec, "qa": qa}
@@ -59,6 +72,7 @@ def _set(path, value):
         for key in path[:-1]:
             target = target[key]
         target[path[-1]] = value
+
     return mutate
 
 
@@ -209,19 +223,19 @@ def test_validate_file_streams_and_counts(tmp_path):
     assert report.bad_records == len(CASES) + 3  # the first s1 is valid, its duplicate is not
     assert any("line " + str(len(CASES) + 1) + ": invalid JSON" in p for p in report.problems)
     assert any("field=id: duplicate id" in p for p in report.problems)
-    assert not math.isnan(report.records)
 
 
-def test_cli_validate_exit_codes(tmp_path):
+def test_cli_validate_exit_codes(tmp_path, capsys):
     good = tmp_path / "good.jsonl"
     good.write_text("\n".join(json.dumps(make()) for make in BASES.values()) + "\n")
-    run = lambda p: subprocess.run([sys.executable, "-m", "llava_st.cli", "data", "validate", str(p)], capture_output=True, text=True)  # noqa: E731
-    ok = run(good)
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "4 records, 0 bad" in ok.stdout
+    assert cli.main(["data", "validate", str(good)]) == 0
+    assert "4 records, 0 bad" in capsys.readouterr().out
     bad = tmp_path / "bad.jsonl"
     _write_cases(bad)
-    out = run(bad)
+    # Through the real entry point, as a user runs it.
+    out = subprocess.run(
+        [sys.executable, "-m", "llava_st.cli", "data", "validate", str(bad)], capture_output=True, text=True
+    )
     assert out.returncode == 1
     assert f"{len(CASES) + 3} bad" in out.stdout
     assert "id=case0 field=id" not in out.stdout and "id=? field=id: missing" in out.stdout

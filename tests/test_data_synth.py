@@ -19,9 +19,21 @@ def det(t, *boxes):
 
 
 def annotated(detections, rid="r1", span=(0.0, 10.0)):
-    return {"id": rid, "task": "vtg", "video": "v.mp4", "caption": "a man walks to the door", "span": list(span),
-            "duration": 30.0, "fps": 10.0, "width": 100, "height": 80, "target": "a man", "objects": ["a man", "door"],
-            "source": "charades-sta", "detections": detections}
+    return {
+        "id": rid,
+        "task": "vtg",
+        "video": "v.mp4",
+        "caption": "a man walks to the door",
+        "span": list(span),
+        "duration": 30.0,
+        "fps": 10.0,
+        "width": 100,
+        "height": 80,
+        "target": "a man",
+        "objects": ["a man", "door"],
+        "source": "charades-sta",
+        "detections": detections,
+    }
 
 
 # ---------------------------------------------------------------- Refiner
@@ -32,11 +44,14 @@ def test_refiner_moves_span_to_detections():
     assert [d["t"] for d in out["detections"]] == [1.0, 2.0, 4.5]
 
 
-@pytest.mark.parametrize("times, reason", [
-    ((), "target never detected"),
-    ((1.0, 2.5), "refined span shorter than 2 s"),
-    ((0.0, 121.0), "refined span longer than 120 s"),
-])
+@pytest.mark.parametrize(
+    "times, reason",
+    [
+        ((), "target never detected"),
+        ((1.0, 2.5), "refined span shorter than 2 s"),
+        ((0.0, 121.0), "refined span longer than 120 s"),
+    ],
+)
 def test_refiner_drops(times, reason):
     dets = [det(0.5)] + [det(t, (1, 1, 9, 9, 0.9)) for t in times]
     with pytest.raises(Dropped) as e:
@@ -52,10 +67,10 @@ def test_refiner_keeps_exactly_two_seconds():
 def test_filter_keeps_most_confident_box_and_drops_complex_frames():
     b = lambda x, s: (x, 10, x + 20, 30, s)  # noqa: E731  (area 400)
     dets = [
-        det(1.0, b(0, 0.4), b(50, 0.9)),                           # best: x = 50
-        det(1.5, b(1, 0.5), b(2, 0.6), b(3, 0.7), b(52, 0.95)),    # 4 boxes: complex, dropped
-        det(2.0),                                                  # nothing detected
-        det(2.5, b(54, 0.8), b(0, 0.3), b(10, 0.35)),              # 3 boxes: kept, best x = 54
+        det(1.0, b(0, 0.4), b(50, 0.9)),  # best: x = 50
+        det(1.5, b(1, 0.5), b(2, 0.6), b(3, 0.7), b(52, 0.95)),  # 4 boxes: complex, dropped
+        det(2.0),  # nothing detected
+        det(2.5, b(54, 0.8), b(0, 0.3), b(10, 0.35)),  # 3 boxes: kept, best x = 54
     ]
     out = Filter(seed=0)(dict(annotated(dets), span=[1.0, 2.5]))
     assert validate_record(out) == []
@@ -66,10 +81,16 @@ def test_filter_keeps_most_confident_box_and_drops_complex_frames():
     assert "a man walks to the door" in out["conversations"][0]["value"]
 
 
-@pytest.mark.parametrize("second_area_side, dropped", [(20, False), (14.2, False), (14.1, True), (28.2, False), (28.3, True)])
+@pytest.mark.parametrize(
+    "second_area_side, dropped", [(20, False), (14.2, False), (14.1, True), (28.2, False), (28.3, True)]
+)
 def test_filter_area_ratio_to_adjacent_frame(second_area_side, dropped):
     # Areas 400 then side^2: ratio < 1/2 (side < 14.14) or > 2 (side > 28.28) drops the sample.
-    dets = [det(1.0, (0, 0, 20, 20, 0.9)), det(2.0, (0, 0, second_area_side, second_area_side, 0.9)), det(3.0, (0, 0, 20, 20, 0.9))]
+    dets = [
+        det(1.0, (0, 0, 20, 20, 0.9)),
+        det(2.0, (0, 0, second_area_side, second_area_side, 0.9)),
+        det(3.0, (0, 0, 20, 20, 0.9)),
+    ]
     record = dict(annotated(dets), span=[1.0, 3.0])
     if dropped:
         with pytest.raises(Dropped, match="box area jumps"):
@@ -115,7 +136,11 @@ def test_run_stage_resumes_and_counts(tmp_path):
     assert report.resumed == 6
     # i % 4 == 3 -> 3 detections spanning 2 s: kept; 0 -> never detected; 1, 2 -> too short.
     assert report.kept == 3 and [r["id"] for r in read_jsonl(out)] == ["r3", "r7", "r11"]
-    assert report.dropped == {"target never detected": 3, "refined span shorter than 2 s": 6, "unreadable input line": 1}
+    assert report.dropped == {
+        "target never detected": 3,
+        "refined span shorter than 2 s": 6,
+        "unreadable input line": 1,
+    }
     assert sum(1 for _ in read_jsonl(dropped_path(out))) == 10
     again = run_stage(Refiner(), src, out, name="refine", progress=False)
     assert again.resumed == 12 and again.kept == 3 and sum(again.dropped.values()) == 10
@@ -123,22 +148,34 @@ def test_run_stage_resumes_and_counts(tmp_path):
 
 # ---------------------------------------------------------------- Analyzer
 def test_parse_objects():
-    assert parse_objects('{"subject": "the man in red", "objects": ["door", "The Man in red"]}') == ["the man in red", "door"]
+    assert parse_objects('{"subject": "the man in red", "objects": ["door", "The Man in red"]}') == [
+        "the man in red",
+        "door",
+    ]
     assert parse_objects('Sure!\n```json\n{"subject": "a dog", "objects": []}\n```\nHope this helps.') == ["a dog"]
     assert parse_objects("Here: {'subject': 'a cat', 'objects': ['sofa']} done") == ["a cat", "sofa"]
     assert parse_objects('{"subject": null, "objects": ["ball"]}') == ["ball"]
     assert parse_objects('{"subject": "none", "objects": null}') == []
-    for bad in ("no json at all", '{"subject": "a"', '{"answer": "a man"}', '{"subject": "a", "objects": "b"}', "[1, 2]", "{{{}", None, ""):
+    for bad in (
+        "no json at all",
+        '{"subject": "a"',
+        '{"answer": "a man"}',
+        '{"subject": "a", "objects": "b"}',
+        "[1, 2]",
+        "{{{}",
+        None,
+        "",
+    ):
         assert parse_objects(bad) is None, bad
 
 
 ANSWERS = [
     '{"subject": "the woman", "objects": ["red chair"]}',
-    "I think the subject is a woman.",                       # malformed
+    "I think the subject is a woman.",  # malformed
     '```json\n{"subject": "a dog", "objects": ["ball"]}\n```',
-    '{"subject": null, "objects": []}',                      # nothing localisable
-    '{"subject": "man", "objects": [',                       # malformed (cut off)
-    ReplayServer.FAIL,                                       # the server fails this request
+    '{"subject": null, "objects": []}',  # nothing localisable
+    '{"subject": "man", "objects": [',  # malformed (cut off)
+    ReplayServer.FAIL,  # the server fails this request
 ]
 
 
@@ -152,11 +189,26 @@ def test_analyzer_over_http(tmp_path, replay_server):
     src, out = tmp_path / "vtg.jsonl", tmp_path / "analyzed.jsonl"
     with open(src, "w") as f:
         for i in range(len(ANSWERS)):
-            f.write(json.dumps({"id": f"c{i}", "task": "vtg", "video": "v.mp4", "caption": f"caption {i}", "span": [0, 5], "duration": 9}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": f"c{i}",
+                        "task": "vtg",
+                        "video": "v.mp4",
+                        "caption": f"caption {i}",
+                        "span": [0, 5],
+                        "duration": 9,
+                    }
+                )
+                + "\n"
+            )
     analyzer = Analyzer(OpenAIChat(replay_server.url, "qwen2.5-72b-instruct", api_key="k", timeout=10))
     report = run_stage(analyzer, src, out, name="analyze", progress=False)
     kept = list(read_jsonl(out))
-    assert [(r["id"], r["target"], r["objects"]) for r in kept] == [("c0", "the woman", ["the woman", "red chair"]), ("c2", "a dog", ["a dog", "ball"])]
+    assert [(r["id"], r["target"], r["objects"]) for r in kept] == [
+        ("c0", "the woman", ["the woman", "red chair"]),
+        ("c2", "a dog", ["a dog", "ball"]),
+    ]
     assert report.dropped == {"malformed analyzer answer": 2, "no localisable object": 1, "analyzer request failed": 1}
     path, auth, body = replay_server.requests[0]
     assert path == "/v1/chat/completions" and auth == "Bearer k" and body["model"] == "qwen2.5-72b-instruct"

@@ -43,15 +43,26 @@ def _convert(args) -> int:
 
     fn, fixed = CONVERTERS[args.dataset]
     options = {
-        "ann": args.ann, "vidor_dir": args.vidor_dir, "durations": args.durations, "refs": args.refs,
-        "instances": args.instances, "split": args.split, "allow_pickle": args.allow_pickle,
-        "video_prefix": args.prefix, "image_prefix": args.prefix, "seed": args.seed,
+        "ann": args.ann,
+        "vidor_dir": args.vidor_dir,
+        "durations": args.durations,
+        "refs": args.refs,
+        "instances": args.instances,
+        "split": args.split,
+        "allow_pickle": args.allow_pickle,
+        "video_prefix": args.prefix,
+        "image_prefix": args.prefix,
+        "seed": args.seed,
     }
     params = inspect.signature(fn).parameters
     kwargs = {k: v for k, v in options.items() if k in params and v is not None}
-    missing = [k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in kwargs and k not in fixed]
+    missing = [
+        k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in kwargs and k not in fixed
+    ]
     if missing:
-        print(f"convert {args.dataset}: missing {', '.join('--' + m.replace('_', '-') for m in missing)}", file=sys.stderr)
+        print(
+            f"convert {args.dataset}: missing {', '.join('--' + m.replace('_', '-') for m in missing)}", file=sys.stderr
+        )
         return 2
     drops = Drops()
     invalid = 0
@@ -99,7 +110,13 @@ def _annotator(args):
 
     if not args.detector:
         raise SystemExit("the annotator needs --detector PATH (a local GroundingDINO checkpoint directory)")
-    return Annotator(args.detector, data_root=args.data_root, sample_fps=args.fps, box_threshold=args.box_threshold, device=args.device)
+    return Annotator(
+        args.detector,
+        data_root=args.data_root,
+        sample_fps=args.fps,
+        box_threshold=args.box_threshold,
+        device=args.device,
+    )
 
 
 def _synth(args) -> int:
@@ -108,10 +125,20 @@ def _synth(args) -> int:
     refiner = lambda: Refiner(args.min_seconds, args.max_seconds)  # noqa: E731
     filt = lambda: Filter(args.max_boxes, seed=args.seed)  # noqa: E731
     if args.stage == "run":
-        stages = [("analyze", _analyzer(args)), ("annotate", _annotator(args)), ("refine", refiner()), ("filter", filt())]
+        stages = [
+            ("analyze", _analyzer(args)),
+            ("annotate", _annotator(args)),
+            ("refine", refiner()),
+            ("filter", filt()),
+        ]
         reports = run_pipeline(stages, args.input, args.output)
     else:
-        make = {"analyze": lambda: _analyzer(args), "annotate": lambda: _annotator(args), "refine": refiner, "filter": filt}
+        make = {
+            "analyze": lambda: _analyzer(args),
+            "annotate": lambda: _annotator(args),
+            "refine": refiner,
+            "filter": filt,
+        }
         reports = [run_stage(make[args.stage](), args.input, args.output, name=args.stage)]
     for report in reports:
         print(report.summary())
@@ -135,11 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--ann", help="the official annotation file (all datasets but RefCOCO*)")
     p.add_argument("--vidor-dir", help="vidstg: directory of VidOR per-video annotation JSON files")
-    p.add_argument("--durations", help="charades-sta: Charades_v1_{split}.csv; didemo (optional): JSON {video: seconds}")
+    p.add_argument(
+        "--durations", help="charades-sta: Charades_v1_{split}.csv; didemo (optional): JSON {video: seconds}"
+    )
     p.add_argument("--refs", help="refcoco*: refs(<splitBy>).p, or a JSON export of it")
     p.add_argument("--instances", help="refcoco*: instances.json")
     p.add_argument("--split", help="refcoco*: keep only this split (train/val/testA/testB/test)")
-    p.add_argument("--allow-pickle", action="store_true", help="refcoco*: read the official pickle (runs code from it: trusted files only)")
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="refcoco*: read the official pickle (runs code from it: trusted files only)",
+    )
     p.add_argument("--prefix", default="", help="prepended to every video/image path (relative to the data root)")
     p.add_argument("--seed", type=int, default=0, help="seed of the instruction-template draw")
     p.set_defaults(func=_convert)
@@ -148,7 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sources", nargs="+", help="PATH, PATH@COUNT (int) or PATH@RATIO (float fraction of the file)")
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--table1", action="store_true", help="the paper's Table 1 counts per task (split over each task's files by size)")
+    p.add_argument(
+        "--table1",
+        action="store_true",
+        help="the paper's Table 1 counts per task (split over each task's files by size)",
+    )
     p.add_argument("--scale", type=float, default=1.0, help="with --table1: multiply every count by this")
     p.set_defaults(func=_mix)
 

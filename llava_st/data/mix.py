@@ -111,7 +111,9 @@ def draw(size: int, k: int, rng: random.Random) -> List[int]:
     return [i for _ in range(full) for i in range(size)] + rng.sample(range(size), rest)
 
 
-def mix(sources: Sequence[MixSource], out: str, seed: int = 0, counts: Optional[Sequence[int]] = None, progress: bool = True) -> Dict[str, int]:
+def mix(
+    sources: Sequence[MixSource], out: str, seed: int = 0, counts: Optional[Sequence[int]] = None, progress: bool = True
+) -> Dict[str, int]:
     """Write the shuffled mixture to `out` (JSONL); returns records taken per source path.
 
     `counts` overrides the amounts of `sources` (e.g. from `table1_counts`).

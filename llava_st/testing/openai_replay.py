@@ -35,8 +35,12 @@ class ReplayServer:
                     self.end_headers()
                     return
                 message = {"role": "assistant", "content": answer}
-                payload = {"id": "replay", "object": "chat.completion", "model": body.get("model"),
-                           "choices": [{"index": 0, "finish_reason": "stop", "message": message}]}
+                payload = {
+                    "id": "replay",
+                    "object": "chat.completion",
+                    "model": body.get("model"),
+                    "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
+                }
                 data = json.dumps(payload).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

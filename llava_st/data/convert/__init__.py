@@ -23,4 +23,14 @@ CONVERTERS = {
     "refcocog": (convert_refcoco, {"dataset": "refcocog"}),
 }
 
-__all__ = ["CONVERTERS", "Drops", "convert_hcstvg", "convert_vidstg", "convert_vidstg_tubedetr", "convert_charades_sta", "convert_didemo", "convert_tacos", "convert_refcoco"]
+__all__ = [
+    "CONVERTERS",
+    "Drops",
+    "convert_hcstvg",
+    "convert_vidstg",
+    "convert_vidstg_tubedetr",
+    "convert_charades_sta",
+    "convert_didemo",
+    "convert_tacos",
+    "convert_refcoco",
+]

@@ -19,7 +19,9 @@ from .common import Drops, clip_span, frame_time, grounding_record, iter_progres
 CLIP_SECONDS = 20.0
 
 
-def convert_hcstvg(ann: str, version: int = 1, seed: int = 0, video_prefix: str = "", drops: Optional[Drops] = None) -> Iterator[dict]:
+def convert_hcstvg(
+    ann: str, version: int = 1, seed: int = 0, video_prefix: str = "", drops: Optional[Drops] = None
+) -> Iterator[dict]:
     """Yield stvg records from an HCSTVG-v`version` annotation file (test.json, trainv2.json, ...)."""
     if version not in (1, 2):
         raise ValueError(f"HCSTVG version must be 1 or 2, got {version!r}")
@@ -58,6 +60,16 @@ def _convert_one(name: str, item: dict, version: int, rng, video_prefix: str, dr
         return None
     stem = name.rsplit(".", 1)[0]
     return grounding_record(
-        f"hcstvg-v{version}_{stem}", "stvg", video_prefix + name, caption, rng, span=span, boxes=boxes,
-        width=width, height=height, duration=CLIP_SECONDS, fps=round(fps, 4), source=f"hcstvg-v{version}",
+        f"hcstvg-v{version}_{stem}",
+        "stvg",
+        video_prefix + name,
+        caption,
+        rng,
+        span=span,
+        boxes=boxes,
+        width=width,
+        height=height,
+        duration=CLIP_SECONDS,
+        fps=round(fps, 4),
+        source=f"hcstvg-v{version}",
     )

@@ -34,7 +34,16 @@ def load_refs(refs_path: str, allow_pickle: bool = False) -> list:
         return pickle.load(f)
 
 
-def convert_refcoco(refs: str, instances: str, dataset: str = "refcoco", split: Optional[str] = None, seed: int = 0, image_prefix: str = "", allow_pickle: bool = False, drops: Optional[Drops] = None) -> Iterator[dict]:
+def convert_refcoco(
+    refs: str,
+    instances: str,
+    dataset: str = "refcoco",
+    split: Optional[str] = None,
+    seed: int = 0,
+    image_prefix: str = "",
+    allow_pickle: bool = False,
+    drops: Optional[Drops] = None,
+) -> Iterator[dict]:
     """Yield rec records of `split` (all splits when None) from a refs file and COCO instances.json."""
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
@@ -65,6 +74,14 @@ def convert_refcoco(refs: str, instances: str, dataset: str = "refcoco", split: 
                 drops.note("empty sentence", f"{rid}_{sent_id}")
                 continue
             yield grounding_record(
-                f"{rid}_{sent_id}", "rec", image_prefix + image["file_name"], sentence, rng,
-                boxes=[{"t": 0.0, "xyxy": xyxy}], width=width, height=height, split=ref["split"], source=dataset,
+                f"{rid}_{sent_id}",
+                "rec",
+                image_prefix + image["file_name"],
+                sentence,
+                rng,
+                boxes=[{"t": 0.0, "xyxy": xyxy}],
+                width=width,
+                height=height,
+                split=ref["split"],
+                source=dataset,
             )

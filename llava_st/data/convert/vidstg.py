@@ -38,7 +38,9 @@ def index_vidor(vidor_dir: str) -> Dict[str, str]:
     return index
 
 
-def convert_vidstg(ann: str, vidor_dir: str, seed: int = 0, video_prefix: str = "", drops: Optional[Drops] = None) -> Iterator[dict]:
+def convert_vidstg(
+    ann: str, vidor_dir: str, seed: int = 0, video_prefix: str = "", drops: Optional[Drops] = None
+) -> Iterator[dict]:
     """Yield stvg records (one per sentence) from an original VidSTG annotation file + VidOR annotations."""
     drops = Drops() if drops is None else drops
     rng = random.Random(seed)
@@ -58,7 +60,9 @@ def convert_vidstg(ann: str, vidor_dir: str, seed: int = 0, video_prefix: str = 
                 for b in boxes:
                     bb = b["bbox"]
                     trajectories.setdefault(b["tid"], {})[frame] = [bb["xmin"], bb["ymin"], bb["xmax"], bb["ymax"]]
-            records = list(_sentences(f"vidstg_{i}_{vid}", item, vidor["video_path"], trajectories, rng, video_prefix, drops))
+            records = list(
+                _sentences(f"vidstg_{i}_{vid}", item, vidor["video_path"], trajectories, rng, video_prefix, drops)
+            )
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
             drops.note(f"bad source field: {type(e).__name__}: {e}", f"vidstg[{i}] vid={vid}")
             continue
@@ -84,13 +88,26 @@ def _sentences(base_id, item, video_path, trajectories, rng, video_prefix, drops
                 drops.note("empty span or no box of the target inside it", rid)
                 continue
             yield grounding_record(
-                rid, "stvg", video_prefix + video_path, sentence["description"], rng, span=span, boxes=boxes,
-                width=width, height=height, duration=duration, fps=fps, clip=[round(c, 4) for c in clip],
-                sentence_type=sentence_type, source="vidstg",
+                rid,
+                "stvg",
+                video_prefix + video_path,
+                sentence["description"],
+                rng,
+                span=span,
+                boxes=boxes,
+                width=width,
+                height=height,
+                duration=duration,
+                fps=fps,
+                clip=[round(c, 4) for c in clip],
+                sentence_type=sentence_type,
+                source="vidstg",
             )
 
 
-def convert_vidstg_tubedetr(ann: str, seed: int = 0, video_prefix: str = "", drops: Optional[Drops] = None) -> Iterator[dict]:
+def convert_vidstg_tubedetr(
+    ann: str, seed: int = 0, video_prefix: str = "", drops: Optional[Drops] = None
+) -> Iterator[dict]:
     """Yield stvg records from TubeDETR's preprocessed VidSTG file ({train,val,test}.json)."""
     drops = Drops() if drops is None else drops
     rng = random.Random(seed)
@@ -124,9 +141,20 @@ def _tubedetr_one(rid, v, trajectories, rng, video_prefix) -> Optional[dict]:
     if span is None or clip is None or not boxes:
         return None
     return grounding_record(
-        rid, "stvg", video_prefix + v["video_path"], v["caption"], rng, span=span, boxes=boxes, width=width,
-        height=height, duration=duration, fps=fps, clip=[round(c, 4) for c in clip],
-        sentence_type=v["qtype"], source="vidstg",
+        rid,
+        "stvg",
+        video_prefix + v["video_path"],
+        v["caption"],
+        rng,
+        span=span,
+        boxes=boxes,
+        width=width,
+        height=height,
+        duration=duration,
+        fps=fps,
+        clip=[round(c, 4) for c in clip],
+        sentence_type=v["qtype"],
+        source="vidstg",
     )
 
 

@@ -30,7 +30,14 @@ def read_charades_durations(csv_path: str) -> Dict[str, float]:
         return {row["id"]: float(row["length"]) for row in csv.DictReader(f) if row.get("length")}
 
 
-def convert_charades_sta(ann: str, durations: str, seed: int = 0, video_prefix: str = "", video_ext: str = ".mp4", drops: Optional[Drops] = None) -> Iterator[dict]:
+def convert_charades_sta(
+    ann: str,
+    durations: str,
+    seed: int = 0,
+    video_prefix: str = "",
+    video_ext: str = ".mp4",
+    drops: Optional[Drops] = None,
+) -> Iterator[dict]:
     """Yield vtg records from a Charades-STA txt file; `durations` is the Charades_v1_{split}.csv."""
     drops = Drops() if drops is None else drops
     rng = random.Random(seed)
@@ -55,8 +62,14 @@ def convert_charades_sta(ann: str, durations: str, seed: int = 0, video_prefix: 
                 drops.note("empty span after clipping to the duration, or empty sentence", rid)
                 continue
             yield grounding_record(
-                f"{rid}_{vid}", "vtg", f"{video_prefix}{vid}{video_ext}", sentence, rng, span=span,
-                duration=lengths[vid], source="charades-sta",
+                f"{rid}_{vid}",
+                "vtg",
+                f"{video_prefix}{vid}{video_ext}",
+                sentence,
+                rng,
+                span=span,
+                duration=lengths[vid],
+                source="charades-sta",
             )
 
 
@@ -75,7 +88,9 @@ def _chunks_to_seconds(pair) -> tuple:
     return s * DIDEMO_CHUNK_SECONDS, (e + 1) * DIDEMO_CHUNK_SECONDS
 
 
-def convert_didemo(ann: str, seed: int = 0, video_prefix: str = "", durations: Optional[str] = None, drops: Optional[Drops] = None) -> Iterator[dict]:
+def convert_didemo(
+    ann: str, seed: int = 0, video_prefix: str = "", durations: Optional[str] = None, drops: Optional[Drops] = None
+) -> Iterator[dict]:
     """Yield vtg records from a DiDeMo {split}_data.json; `durations` is an optional JSON {video: seconds}."""
     drops = Drops() if drops is None else drops
     rng = random.Random(seed)
@@ -99,8 +114,15 @@ def convert_didemo(ann: str, seed: int = 0, video_prefix: str = "", durations: O
             drops.note("empty span after clipping to the duration", rid)
             continue
         yield grounding_record(
-            rid, "vtg", video_prefix + item["video"], sentence, rng, span=span, duration=duration,
-            annotator_spans=[a for a in annotators if a], source="didemo",
+            rid,
+            "vtg",
+            video_prefix + item["video"],
+            sentence,
+            rng,
+            span=span,
+            duration=duration,
+            annotator_spans=[a for a in annotators if a],
+            source="didemo",
         )
 
 
@@ -126,5 +148,13 @@ def convert_tacos(ann: str, seed: int = 0, video_prefix: str = "", drops: Option
                 drops.note("empty span after clipping to the duration, or empty sentence", rid)
                 continue
             yield grounding_record(
-                rid, "vtg", video_prefix + name, sentence, rng, span=span, duration=duration, fps=fps, source="tacos",
+                rid,
+                "vtg",
+                video_prefix + name,
+                sentence,
+                rng,
+                span=span,
+                duration=duration,
+                fps=fps,
+                source="tacos",
             )

@@ -6,7 +6,19 @@ from .pipeline import run_pipeline
 from .refiner import Refiner
 from .stage import Dropped, StageReport, run_stage
 
-__all__ = ["Analyzer", "LocalChat", "OpenAIChat", "parse_objects", "Filter", "run_pipeline", "Refiner", "Dropped", "StageReport", "run_stage", "Annotator"]
+__all__ = [
+    "Analyzer",
+    "LocalChat",
+    "OpenAIChat",
+    "parse_objects",
+    "Filter",
+    "run_pipeline",
+    "Refiner",
+    "Dropped",
+    "StageReport",
+    "run_stage",
+    "Annotator",
+]
 
 
 def __getattr__(name):

@@ -32,7 +32,9 @@ USER_PROMPT = 'Caption: "{caption}"'
 class OpenAIChat:
     """Chat completions over HTTP (`POST {base_url}/chat/completions`, OpenAI's request/response JSON)."""
 
-    def __init__(self, base_url: str, model: str, api_key: Optional[str] = None, timeout: float = 60.0, temperature: float = 0.0):
+    def __init__(
+        self, base_url: str, model: str, api_key: Optional[str] = None, timeout: float = 60.0, temperature: float = 0.0
+    ):
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.api_key, self.timeout, self.temperature = model, api_key, timeout, temperature
 
@@ -60,13 +62,18 @@ class LocalChat:
     def __call__(self, messages: List[dict]) -> str:
         import torch
 
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt").to(self.device)
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt").to(
+            self.device
+        )
         with torch.no_grad():
             out = self.model.generate(
-                ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.max_new_tokens, do_sample=False,
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
             )
-        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        return self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
 
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)

@@ -50,7 +50,16 @@ class Annotator:
     IDEA-Research/grounding-dino-tiny); `data_root`: the directory video paths are relative to.
     """
 
-    def __init__(self, model_path: str, data_root: str = ".", sample_fps: float = 2.0, box_threshold: float = 0.3, text_threshold: float = 0.25, batch_size: int = 8, device: str = "cpu"):
+    def __init__(
+        self,
+        model_path: str,
+        data_root: str = ".",
+        sample_fps: float = 2.0,
+        box_threshold: float = 0.3,
+        text_threshold: float = 0.25,
+        batch_size: int = 8,
+        device: str = "cpu",
+    ):
         from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 
         self.processor = GroundingDinoProcessor.from_pretrained(model_path)
@@ -72,17 +81,23 @@ class Annotator:
             outputs = self.model(**inputs)
             sizes = [(im.height, im.width) for im in chunk]
             found = self.processor.post_process_grounded_object_detection(
-                outputs, inputs["input_ids"], box_threshold=self.box_threshold, text_threshold=self.text_threshold, target_sizes=sizes
+                outputs,
+                inputs["input_ids"],
+                box_threshold=self.box_threshold,
+                text_threshold=self.text_threshold,
+                target_sizes=sizes,
             )
             for det, (h, w) in zip(found, sizes):
                 order = det["scores"].argsort(descending=True)
                 boxes = det["boxes"][order].clamp(min=0)
                 boxes[:, 0::2] = boxes[:, 0::2].clamp(max=w)
                 boxes[:, 1::2] = boxes[:, 1::2].clamp(max=h)
-                results.append({
-                    "boxes": [[round(float(v), 2) for v in b] for b in boxes.tolist()],
-                    "scores": [round(float(s), 4) for s in det["scores"][order].tolist()],
-                })
+                results.append(
+                    {
+                        "boxes": [[round(float(v), 2) for v in b] for b in boxes.tolist()],
+                        "scores": [round(float(s), 4) for s in det["scores"][order].tolist()],
+                    }
+                )
         return results
 
     def __call__(self, record: dict) -> dict:
@@ -93,5 +108,14 @@ class Annotator:
             logger.warning("id=%s field=video: %s", record.get("id"), e)
             raise Dropped("video unreadable") from e
         detections = [{"t": round(float(t), 4), **d} for t, d in zip(times, self.detect(frames, record["target"]))]
-        height, width = (frames.shape[1], frames.shape[2]) if len(frames) else (record.get("height"), record.get("width"))
-        return {**record, "detections": detections, "width": width, "height": height, "fps": round(fps, 4), "duration": round(duration, 4)}
+        height, width = (
+            (frames.shape[1], frames.shape[2]) if len(frames) else (record.get("height"), record.get("width"))
+        )
+        return {
+            **record,
+            "detections": detections,
+            "width": width,
+            "height": height,
+            "fps": round(fps, 4),
+            "duration": round(duration, 4),
+        }

@@ -48,6 +48,17 @@ class Filter:
         extra = {k: record[k] for k in KEPT_FIELDS if k in record}
         rng = random.Random(f"{self.seed}:{record['id']}")
         return grounding_record(
-            record["id"], "stvg", record["video"], record["caption"], rng, span=record["span"], boxes=boxes,
-            width=width, height=height, duration=record["duration"], fps=record["fps"], synthetic=True, **extra,
+            record["id"],
+            "stvg",
+            record["video"],
+            record["caption"],
+            rng,
+            span=record["span"],
+            boxes=boxes,
+            width=width,
+            height=height,
+            duration=record["duration"],
+            fps=record["fps"],
+            synthetic=True,
+            **extra,
         )

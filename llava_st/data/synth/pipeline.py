@@ -11,7 +11,9 @@ from typing import Callable, List, Sequence, Tuple
 from .stage import StageReport, run_stage
 
 
-def run_pipeline(stages: Sequence[Tuple[str, Callable[[dict], dict]]], in_path, workdir, progress: bool = True) -> List[StageReport]:
+def run_pipeline(
+    stages: Sequence[Tuple[str, Callable[[dict], dict]]], in_path, workdir, progress: bool = True
+) -> List[StageReport]:
     """Run (name, stage) pairs in order, each over the previous one's output; returns their reports."""
     Path(workdir).mkdir(parents=True, exist_ok=True)
     reports, source = [], Path(in_path)

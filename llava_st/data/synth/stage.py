@@ -45,7 +45,9 @@ def dropped_path(out) -> Path:
     return Path(str(out) + ".dropped.jsonl")
 
 
-def run_stage(stage: Callable[[dict], dict], in_path, out_path, name: str = "stage", progress: bool = True) -> StageReport:
+def run_stage(
+    stage: Callable[[dict], dict], in_path, out_path, name: str = "stage", progress: bool = True
+) -> StageReport:
     """Apply `stage` to every record of `in_path`, appending to `out_path`; see the module docstring."""
     report = StageReport(name)
     done = done_ids(out_path)
@@ -56,7 +58,9 @@ def run_stage(stage: Callable[[dict], dict], in_path, out_path, name: str = "sta
             report.dropped[r["reason"]] += 1
     total = count_lines(in_path)
     with JsonlWriter(out_path, append=True) as kept, JsonlWriter(dropped_path(out_path), append=True) as rejected:
-        for line_no, record, error in tqdm(iter_lines(in_path), desc=name, total=total, unit="rec", disable=not progress):
+        for line_no, record, error in tqdm(
+            iter_lines(in_path), desc=name, total=total, unit="rec", disable=not progress
+        ):
             if error:
                 rid = f"line{line_no}"
                 if rid not in done:
