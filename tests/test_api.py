@@ -112,3 +112,20 @@ def test_clear_errors(grounder, checkpoint, tiny_qwen2_dir, tmp_path, moving_box
         load_grounder(tmp_path)
     assert main(["--model", str(checkpoint), "--video", str(broken), "--query", "x"]) == 2
     assert "cannot decode" in capsys.readouterr().err
+
+
+def test_checkpoint_loads_through_transformers_auto_classes(checkpoint):
+    import llava_st.hosts.hf  # noqa: F401  (registers the model type)
+    from transformers import AutoConfig, AutoModelForVision2Seq
+
+    from llava_st.hosts.hf import LlavaSTOnevisionConfig, LlavaSTOnevisionForConditionalGeneration
+
+    assert isinstance(AutoConfig.from_pretrained(checkpoint), LlavaSTOnevisionConfig)
+    assert isinstance(AutoModelForVision2Seq.from_pretrained(checkpoint), LlavaSTOnevisionForConditionalGeneration)
+
+
+def test_answer_returns_text_and_refuses_an_empty_question(grounder, moving_box_video):
+    path, _ = moving_box_video
+    assert isinstance(grounder.answer(path, "What moves?", max_new_tokens=3, frames=FRAMES), str)
+    with pytest.raises(ValueError, match="empty"):
+        grounder.answer(path, "")

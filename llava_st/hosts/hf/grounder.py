@@ -38,6 +38,18 @@ def check_descriptions(descriptions: Sequence[str]) -> List[str]:
     return out
 
 
+def text_tube(query: str, raw_text: str, frame_times: Sequence[float], video: dict, span=None) -> dict:
+    """Tube of the boxes-as-text ablation (query_mode "none"): the span and boxes parsed from the answer
+    (core.boxtext), each sampled frame (times in seconds) taking the parsed box nearest in time."""
+    _, parsed = parse_boxes_text(raw_text)
+    if not parsed:
+        return assemble_tube(query, raw_text, frame_times, None, video, span=span)
+    times = np.array(sorted(parsed))
+    nearest = [float(times[np.abs(times - t).argmin()]) for t in frame_times]
+    boxes = xyxy_to_cxcywh(torch.tensor([parsed[t] for t in nearest], dtype=torch.float32))
+    return assemble_tube(query, raw_text, frame_times, boxes, video, span=span)
+
+
 class HFGrounder:
     """Grounder over a transformers-host model (LlavaSTOnevisionForConditionalGeneration) and its processor.
 
@@ -133,7 +145,7 @@ class HFGrounder:
 
     def _tube(self, desc, raw, boxes, frame_times, video, span) -> dict:
         if boxes is None and self.processor.query_mode == "none":
-            return self._text_tube(desc, raw, frame_times, video, span)
+            return text_tube(desc, raw, frame_times, video, span)
         return assemble_tube(desc, raw, frame_times, boxes, video, span=span)
 
     def _boxes(self, ids, hidden, description, text_start) -> Optional[torch.Tensor]:
@@ -159,14 +171,3 @@ class HFGrounder:
             step = self.model(input_ids=self._tensor([next_id]), past_key_values=cache, use_cache=True)
             next_id = int(step.logits[0, -1].argmax())
         return self.processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
-
-    def _text_tube(self, desc, raw, frame_times, video, span) -> dict:
-        """Tube of the boxes-as-text ablation: boxes parsed from the answer, each sampled frame taking
-        the parsed box nearest in time (seconds)."""
-        parsed_span, parsed = parse_boxes_text(raw)
-        if not parsed:
-            return assemble_tube(desc, raw, frame_times, None, video, span=span)
-        times = np.array(sorted(parsed))
-        nearest = [float(times[np.abs(times - t).argmin()]) for t in frame_times]
-        boxes = xyxy_to_cxcywh(torch.tensor([parsed[t] for t in nearest], dtype=torch.float32))
-        return assemble_tube(desc, raw, frame_times, boxes, video, span=span)
