@@ -146,6 +146,21 @@ def test_run_stage_resumes_and_counts(tmp_path):
     assert again.resumed == 12 and again.kept == 3 and sum(again.dropped.values()) == 10
 
 
+def test_run_stage_rejects_bad_input_by_id_and_keeps_going(tmp_path, caplog):
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    good = annotated([det(0.0, (1, 1, 9, 9, 0.9)), det(3.0, (1, 1, 9, 9, 0.9))], rid="good")
+    no_detections_field = {"id": "nodet", "caption": "x"}
+    wrong_type = dict(
+        good, id="wrongtype", detections=[{"t": "soon", "boxes": [[1, 1, 2, 2]]}, {"t": 1.0, "boxes": [[0, 0, 1, 1]]}]
+    )
+    no_t = dict(good, id="not", detections=[{"boxes": [[1, 1, 2, 2]]}])
+    src.write_text("\n".join(json.dumps(r) for r in (no_t, wrong_type, no_detections_field, good)) + "\n")
+    report = run_stage(Refiner(), src, out, progress=False)
+    assert [r["id"] for r in read_jsonl(out)] == ["good"]
+    assert report.dropped == {"input lacks field 't'": 1, "malformed input record": 1, "target never detected": 1}
+    assert "id=not: input lacks field 't'" in caplog.text and "id=wrongtype" in caplog.text
+
+
 # ---------------------------------------------------------------- Analyzer
 def test_parse_objects():
     assert parse_objects('{"subject": "the man in red", "objects": ["door", "The Man in red"]}') == [

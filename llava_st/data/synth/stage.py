@@ -1,6 +1,7 @@
 """Running one synthesis stage over a JSONL file: streaming, resumable, with drop counts by reason.
 
-A stage is a callable `record -> record` that raises `Dropped(reason)` for a record it rejects. Kept
+A stage is a callable `record -> record` that raises `Dropped(reason)` for a record it rejects (a record
+lacking a field the stage needs, or holding a wrong type, is rejected the same way, with the id logged). Kept
 records go to `out`; rejected ones to `out` + ".dropped.jsonl" as {"id", "reason"}. A rerun skips the ids
 found in either file, so an interrupted stage resumes where it stopped, and its report counts both runs.
 """
@@ -77,6 +78,11 @@ def run_stage(
             except Dropped as d:
                 rejected.write({"id": rid, "reason": d.reason})
                 report.dropped[d.reason] += 1
+            except (KeyError, TypeError, ValueError) as e:
+                reason = f"input lacks field {e.args[0]!r}" if isinstance(e, KeyError) else "malformed input record"
+                logger.warning("id=%s: %s (%s: %s)", rid, reason, type(e).__name__, e)
+                rejected.write({"id": rid, "reason": reason})
+                report.dropped[reason] += 1
             done.add(rid)
     logger.info(report.summary())
     return report
