@@ -55,9 +55,9 @@ def load_grounder(path, device: str = "cpu", **options):
         model, processor = load_st(path, device=device)
         return HFGrounder(model, processor, **options)
     if model_type == LLAVA_NEXT_MODEL_TYPE:
-        from .hosts.llava_next.grounder import load_grounder as load_llava_next_grounder
+        from .hosts.llava_next.grounder import LlavaNextGrounder  # needs upstream `llava`
 
-        return load_llava_next_grounder(path, device=device, **options)
+        return LlavaNextGrounder.from_pretrained(path, device=device, **options)
     raise NotAnSTCheckpoint(
         f"{path} holds a {model_type or 'untyped'!r} model, not a llava_st model "
         f"({HF_MODEL_TYPE!r} or {LLAVA_NEXT_MODEL_TYPE!r}); convert and train one first"

@@ -129,3 +129,17 @@ def test_answer_returns_text_and_refuses_an_empty_question(grounder, moving_box_
     assert isinstance(grounder.answer(path, "What moves?", max_new_tokens=3, frames=FRAMES), str)
     with pytest.raises(ValueError, match="empty"):
         grounder.answer(path, "")
+
+
+@pytest.mark.upstream
+def test_load_grounder_detects_the_llava_next_host(qwen_tokenizer, tiny_siglip_repo, moving_box_video, tmp_path):
+    from llava_st.hosts.llava_next.grounder import LlavaNextGrounder
+    from llava_st.hosts.llava_next.loader import save_st_model
+    from llava_st.testing.upstream import tiny_llava_st_qwen
+
+    tokenizer, model = tiny_llava_st_qwen(qwen_tokenizer, tiny_siglip_repo, num_queries=4)
+    path = save_st_model(model, tokenizer, tmp_path / "llava-st-qwen-tiny")
+    grounder = load_grounder(path, frames=2)
+    assert isinstance(grounder, LlavaNextGrounder)
+    (tube,) = grounder.ground(moving_box_video[0], ["the red box"], frames=2)
+    assert set(tube) == {"query", "span", "frames", "video", "raw_text", "status"}

@@ -94,4 +94,11 @@ def load_st(path, device="cpu", dtype=None):
     """Load an ST checkpoint -> (model in eval mode, processor)."""
     model = LlavaSTOnevisionForConditionalGeneration.from_pretrained(str(path), torch_dtype=dtype)
     processor = LlavaSTProcessor.from_pretrained(str(path))
+    if (processor.query_mode, processor.num_queries) != (model.st.query_mode, model.st.num_queries):
+        raise ValueError(
+            f"{path}: the processor lays out {processor.num_queries} queries in mode {processor.query_mode!r} but the "
+            f"model expects {model.st.num_queries} in mode {model.st.query_mode!r}"
+        )
+    if processor.query_mode != "none" and processor.query_token_ids != model.config.st_query_token_ids:
+        raise ValueError(f"{path}: the tokenizer's query token ids differ from config.st_query_token_ids")
     return model.to(device).eval(), processor
