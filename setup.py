@@ -23,7 +23,7 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "dev": ["pytest", "hypothesis", "dashscope==2.0.2", "datasets", "tyro"],
+    "dev": ["pytest", "hypothesis", "dashscope==2.0.2", "datasets", "tyro", "lmms-eval==0.7.3"],
     "gpu": ["flash-attn"],
     "llava": ["llava @ git+https://github.com/LLaVA-VL/LLaVA-NeXT.git@df17966", "datasets", "tyro"],
     "eval": ["lmms-eval==0.7.3"],

@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-root", default=".", help="directory the records' video/image paths are relative to")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--frames", type=int, help="frames sampled per video (default: the checkpoint's)")
+    parser.add_argument("--max-new-tokens", type=int, help="answer length limit in tokens (default: the grounder's)")
     parser.add_argument("--convention", choices=sorted(M.CONVENTIONS), help="STVG frame convention (default: the benchmark's)")
     parser.add_argument("--viz", type=int, default=0, metavar="N", help="draw the first N samples into OUT/viz")
     parser.add_argument("--device", help="default: cuda:LOCAL_RANK when available, else cpu")
@@ -81,7 +82,8 @@ def main(argv=None) -> int:
         from ..api import load_grounder
 
         device = args.device or _default_device()
-        grounder = load_grounder(args.checkpoint, device=device)
+        options = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
+        grounder = load_grounder(args.checkpoint, device=device, **options)
         result = evaluate(grounder, benchmark, split_files, args.data_root, args.out, rank, world_size, args.frames, convention, args.viz, model_name=args.model_name)
         if started:
             import torch.distributed as dist

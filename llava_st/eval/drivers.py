@@ -14,6 +14,7 @@ parsed, or whose video cannot be read, is written with its status, scored 0, and
 """
 
 import glob
+import inspect
 import json
 import logging
 import math
@@ -95,10 +96,14 @@ def check_record(record: dict, task: str) -> Optional[str]:
 # --------------------------------------------------------------------------------------------- predict
 
 
-def _predict_group(grounder, task: str, path: str, captions: List[str], frames: Optional[int]) -> List[dict]:
+def ground_for_task(grounder, task: str, path: str, descriptions: List[str], frames: Optional[int] = None) -> List[dict]:
+    """One tube per description with the Grounder call of `task`: ground_image for REC, ground for
+    STVG/VTG (with the VTG instruction where the host's ground takes a `task`)."""
     if task == "rec":
-        return grounder.ground_image(path, captions)
-    return grounder.ground(path, captions, frames=frames)
+        return grounder.ground_image(path, descriptions)
+    if task == "vtg" and "task" in inspect.signature(grounder.ground).parameters:
+        return grounder.ground(path, descriptions, frames=frames, task="vtg")
+    return grounder.ground(path, descriptions, frames=frames)
 
 
 def predict(
@@ -143,7 +148,7 @@ def _predict_rows(grounder, task, data_root: Path, media: str, group, frames) ->
     if not valid:
         return rows
     try:
-        tubes = _predict_group(grounder, task, str(data_root / media), [r["caption"] for _, r in valid], frames)
+        tubes = ground_for_task(grounder, task, str(data_root / media), [r["caption"] for _, r in valid], frames)
     except Exception as e:  # a missing/corrupt file or a model error loses this group only
         log.warning("samples %s: prediction failed: %s", [r["id"] for _, r in valid], e)
         return rows + [_row(s, r, task, None, f"error: {type(e).__name__}: {e}") for s, r in valid]
