@@ -247,3 +247,19 @@ def test_analyzer_local_transformers_model(tiny_qwen2_dir):
         assert out["target"]
     except Dropped as e:
         assert e.reason in ("malformed analyzer answer", "no localisable object")
+
+
+@pytest.mark.parametrize("tail", [b"", b'{"id": "cut', b'{"id": "cut' * 20000])
+def test_writer_append_drops_a_cut_last_line(tmp_path, tail):
+    from llava_st.data.jsonl import JsonlWriter
+
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b'{"id": "a"}\n{"id": "b"}\n' + tail)
+    with JsonlWriter(path, append=True) as w:
+        w.write({"id": "c"})
+    assert [r["id"] for r in read_jsonl(path)] == ["a", "b", "c"]
+    only_cut = tmp_path / "cut.jsonl"
+    only_cut.write_bytes(b'{"id": "x' * 30000)
+    with JsonlWriter(only_cut, append=True) as w:
+        w.write({"id": "y"})
+    assert [r["id"] for r in read_jsonl(only_cut)] == ["y"]

@@ -84,18 +84,22 @@ class JsonlWriter:
         self.close()
 
 
-def _drop_partial_last_line(path: Path) -> None:
-    if not path.exists() or path.stat().st_size == 0:
+def _drop_partial_last_line(path: Path, block: int = 1 << 16) -> None:
+    """Cut an unterminated last line (a write interrupted by a crash), reading backwards in blocks."""
+    if not path.exists():
         return
     with open(path, "rb+") as f:
-        f.seek(-1, os.SEEK_END)
-        if f.read(1) == b"\n":
-            return
-        # Walk back to the previous newline and cut there.
-        pos = f.tell() - 1
+        end = f.seek(0, os.SEEK_END)
+        pos = end
         while pos > 0:
-            f.seek(pos - 1)
-            if f.read(1) == b"\n":
-                break
-            pos -= 1
-        f.truncate(pos)
+            start = max(pos - block, 0)
+            f.seek(start)
+            chunk = f.read(pos - start)
+            if pos == end and chunk.endswith(b"\n"):
+                return
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                f.truncate(start + newline + 1)
+                return
+            pos = start
+        f.truncate(0)

@@ -10,6 +10,8 @@ import random
 from collections import Counter
 from typing import Iterable, List, Optional, Sequence
 
+from tqdm import tqdm
+
 from ...core.timespan import format_span
 from ..templates import REC_ANSWER, instruction
 
@@ -97,6 +99,4 @@ def clip_span(start: float, end: float, duration: Optional[float]) -> Optional[t
 
 def iter_progress(items: Iterable, desc: str, total: Optional[int] = None):
     """A tqdm progress bar over `items` (converters call it on their source items)."""
-    from tqdm import tqdm
-
     return tqdm(items, desc=desc, total=total, unit="item")
