@@ -1,0 +1,96 @@
+"""`llava-st demo`: its outputs, rerun reuse, the recipe's stages, and the committed demo checkpoint."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from llava_st import demo
+
+
+@pytest.fixture(scope="session")
+def tiny_demo_checkpoint(cache_dir, qwen_tokenizer) -> Path:
+    """A random tiny transformers-host ST model with the demo's options (8 queries), saved once."""
+    from llava_st.testing.hf import build_tiny_st
+
+    out = cache_dir / "demo-tiny-st"
+    build_tiny_st(qwen_tokenizer, demo.demo_st(), out_dir=str(out))
+    return out
+
+
+def test_demo_writes_every_output_and_reuses_them(tiny_demo_checkpoint, tmp_path, capsys):
+    out = tmp_path / "demo_out"
+    argv = ["--checkpoint", str(tiny_demo_checkpoint), "--out", str(out), "--num-videos", "2", "--viz", "1", "--train-steps", "3"]
+    assert demo.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "m_vIoU" in printed and "text loss" in printed and "space loss" in printed
+
+    tubes = json.loads((out / "tubes.json").read_text())
+    records = json.loads((out / "data" / "heldout.json").read_text())
+    assert [t["id"] for t in tubes] == [r["id"] for r in records]
+    assert all(t["query"] == r["caption"] for t, r in zip(tubes, records))
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert metrics["splits"]["test"]["all"]["n"] == 2
+    assert "m_tIoU" in (out / "eval" / "table.md").read_text()
+    assert list((out / "eval" / "viz").glob("*.mp4"))
+    assert (out / "loss_curve.png").stat().st_size > 0
+    rows = json.loads((out / "losses.json").read_text())
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(math.isfinite(r[k]) for r in rows for k in ("loss_text", "loss_l1", "loss_giou"))
+
+    predictions = out / "eval" / "predictions.rank0-of-1.jsonl"
+    video = out / "data" / records[0]["video"]
+    stamps = (predictions.read_text(), video.stat().st_mtime_ns)
+    assert demo.main(argv[:-2] + ["--train-steps", "0"]) == 0
+    assert (predictions.read_text(), video.stat().st_mtime_ns) == stamps
+
+
+def test_demo_without_a_checkpoint_says_how_to_make_one(tmp_path, caplog):
+    assert demo.main(["--checkpoint", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 1
+    assert "make demo-train" in caplog.text
+
+
+def test_recipe_trains_both_stages_and_saves_a_loadable_checkpoint(tmp_path):
+    from llava_st.api import load_grounder
+
+    recipe = demo.Recipe(train_videos=8, box_steps=2, task_steps=2, batch_size=2, image_size=32, patch_size=8, vision_hidden=32, text_hidden=64)
+    info = demo.train_recipe(str(tmp_path / "ckpt"), recipe, data_dir=tmp_path / "data")
+    stages = [row["stage"] for row in info["log_history"] if "loss_text" in row]
+    assert stages == ["box", "box", "task", "task"]
+    assert info["st"]["decoder_projections"] and info["st"]["num_queries"] == demo.FRAMES
+    box = json.loads((tmp_path / "data" / "box.json").read_text())
+    last = (demo.VIDEOS.num_frames - 1) / demo.VIDEOS.fps
+    assert all(r["span"] == [0.0, last] for r in box)  # the box stage: the target in every frame
+    assert all(len(r["boxes"]) == demo.VIDEOS.num_frames for r in box)
+    grounder = load_grounder(str(tmp_path / "ckpt"), frames=demo.FRAMES)
+    tube = grounder.ground(str(tmp_path / "data" / box[0]["video"]), [box[0]["caption"]])[0]
+    assert tube["query"] == box[0]["caption"]
+
+
+def test_loss_plot_is_written(tmp_path):
+    rows = [{"step": s, "loss_text": 2.0 / s, "loss_l1": 0.5 / s, "loss_giou": 1.0 / s} for s in (1, 2, 3)]
+    assert demo.space_term(rows[0]) == pytest.approx(3 * 0.5 + 1.0)
+    png = demo.plot_losses(rows, tmp_path / "loss.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+SHIPPED = demo.CHECKPOINT
+
+
+@pytest.mark.skipif(not (SHIPPED / "config.json").is_file(), reason="no committed demo checkpoint")
+def test_committed_checkpoint_is_small_and_grounds_held_out_videos(tmp_path):
+    from llava_st.api import load_grounder
+    from llava_st.data.synthetic import write_split
+
+    weights = SHIPPED / "model.safetensors"
+    assert weights.stat().st_size <= 20 * 2**20
+    assert sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file()) <= 20 * 2**20
+    recipe = json.loads((SHIPPED / "recipe.json").read_text())
+    assert "m_vIoU" in json.dumps(recipe["heldout"])
+    records = write_split(tmp_path, 2, demo.HELD_OUT_SEED, demo.VIDEOS, "heldout", progress=False)
+    grounder = load_grounder(str(SHIPPED), frames=demo.FRAMES)
+    for record in records:
+        (tube,) = grounder.ground(str(tmp_path / record["video"]), [record["caption"]])
+        assert tube["status"] == "ok", tube["raw_text"]
+        assert tube["frames"] and all(len(f["box_xyxy"]) == 4 for f in tube["frames"])
