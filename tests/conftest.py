@@ -100,3 +100,13 @@ def tiny_llava_qwen_dir(cache_dir, qwen_tokenizer, tiny_siglip_repo) -> Path:
     from llava_st.testing.upstream import build_tiny_llava_qwen
 
     return build_tiny_llava_qwen(cache_dir / "tiny-llava-qwen", qwen_tokenizer, tiny_siglip_repo)
+
+
+@pytest.fixture(scope="session")
+def tiny_st_checkpoint(cache_dir, qwen_tokenizer) -> Path:
+    """A saved random tiny transformers-host ST checkpoint (8 queries), loadable with llava_st.api.load_grounder."""
+    from llava_st.testing.hf import build_tiny_st
+
+    out = cache_dir / "tiny-st-eval"
+    build_tiny_st(qwen_tokenizer, out_dir=str(out))
+    return out

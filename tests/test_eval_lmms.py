@@ -30,15 +30,6 @@ def _task_hooks():
 
 
 @pytest.fixture(scope="module")
-def tiny_st_checkpoint(cache_dir, qwen_tokenizer):
-    from llava_st.testing.hf import build_tiny_st
-
-    out = cache_dir / "tiny-st-eval"
-    build_tiny_st(qwen_tokenizer, out_dir=str(out))
-    return out
-
-
-@pytest.fixture(scope="module")
 def synthetic(cache_dir):
     root = cache_dir / "eval-synthetic-lmms"
     records = write_split(root, num=2, seed=7, config=SyntheticConfig(width=64, height=48, fps=2.0, num_frames=8, frames=4), split="test", progress=False)
