@@ -64,3 +64,18 @@ def test_eval_vtg_and_rec_with_a_tiny_checkpoint(tiny_st_checkpoint, data, tmp_p
     assert 0 <= box[0] <= box[2] <= CONFIG.width and 0 <= box[1] <= box[3] <= CONFIG.height
     result = json.loads((tmp_path / "rec" / "metrics.json").read_text())
     assert result["splits"]["val"]["all"]["n"] == 2 and 0.0 <= result["splits"]["val"]["all"]["Acc@0.5"] <= 1.0
+
+
+@pytest.mark.upstream
+def test_eval_stvg_with_a_tiny_llava_next_checkpoint(qwen_tokenizer, tiny_siglip_repo, data, tmp_path):
+    from llava_st.hosts.llava_next.loader import save_st_model
+    from llava_st.testing.upstream import tiny_llava_st_qwen
+
+    root, records, _ = data
+    tokenizer, model = tiny_llava_st_qwen(qwen_tokenizer, tiny_siglip_repo, num_queries=4)
+    checkpoint = save_st_model(model, tokenizer, tmp_path / "llava-st-qwen-tiny")
+    out = tmp_path / "stvg"
+    assert main(["eval", "stvg", "--checkpoint", str(checkpoint), "--data", str(root / "test.json"), "--data-root", str(root), "--out", str(out), "--frames", "2"]) == 0
+    rows = _rows(out)
+    assert [r["tube"]["query"] for r in rows] == [r["caption"] for r in records]
+    assert json.loads((out / "metrics.json").read_text())["counts"]["samples"] == 2
