@@ -227,3 +227,18 @@ def test_eval_cli_merge_only_and_viz(stvg_data, tmp_path):
     assert _read_metrics(out)["convention"].startswith("stcat")
     drawn = sorted(p.name for p in (out / "viz").iterdir())
     assert drawn == sorted([f"{records[0]['id']}.mp4", f"{records[0]['id']}.iou.png", f"{records[1]['id']}.mp4", f"{records[1]['id']}.iou.png"])
+
+
+def test_didemo_benchmark_scores_best_three_annotators():
+    annotators = [[5.0, 25.0], [5.0, 25.0], [0.0, 5.0], [5.0, 20.0]]  # chunks (1,4) (1,4) (0,0) (1,3)
+    records = [{"id": i, "task": "vtg", "video": "v.mp4", "caption": "c", "span": [5.0, 25.0], "annotator_spans": annotators} for i in ("a", "b")]
+    rows = {
+        "a": {"id": "a", "status": "ok", "tube": {"span": [5.0, 25.0], "status": "ok", "frames": []}},
+        "b": {"id": "b", "status": "no time span found", "tube": {"span": None, "status": "no time span found"}},
+    }
+    bench = D.BENCHMARKS["didemo"]
+    result = D.score(bench, [("test", r) for r in records], rows)
+    metrics = result["splits"]["test"]["all"]
+    assert metrics["R@1"] == 0.5 and metrics["mIoU"] == pytest.approx((1 + 1 + 0.75) / 3 / 2)
+    assert result["counts"]["unparsable"] == 1
+    assert "| Model | R@1 | mIoU |" in D.markdown_table(bench, result)

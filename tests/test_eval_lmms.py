@@ -134,3 +134,21 @@ def test_lmms_eval_cli_runs_local_stvg_and_qa_tasks(tiny_st_checkpoint, syntheti
         assert "status" in tube and "raw_text" in tube
         viou.append(M.score_stvg(record, tube)["viou"])
     assert results["mini_stvg"]["m_vIoU,none"] == pytest.approx(sum(viou) / 2)
+
+
+def test_frame_lists_become_a_video_for_answer(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from llava_st.data.video import read_video
+    from llava_st.eval.lmms_plugin import FRAMES_FPS, _as_video
+
+    frames = [Image.fromarray(np.full((48, 64, 3), 20 * k, np.uint8)) for k in range(6)]
+    with _as_video(frames) as path:
+        pixels, sample = read_video(path, frames_upbound=6, force_sample=True)
+        assert pixels.shape[:3] == (6, 48, 64) and sample.fps == pytest.approx(FRAMES_FPS)
+        assert pixels[5].mean() > pixels[1].mean() + 50
+    assert not os.path.exists(path)  # the temporary video is removed
+    video = str(tmp_path / "clip.mp4")
+    with _as_video([video]) as same:
+        assert same == video  # a video path passes through untouched

@@ -42,6 +42,7 @@ class Benchmark:
     title: str
     by_sentence_type: bool = False
     convention: M.STVGConvention = field(default=M.HCSTVG_OFFICIAL)
+    didemo: bool = False  # VTG scored as DiDeMo: 5-s chunks, best 3 of the records' `annotator_spans`
 
 
 BENCHMARKS = {
@@ -51,6 +52,7 @@ BENCHMARKS = {
         Benchmark("hcstvg-v2", "stvg", ("val",), "HCSTVG-v2 val (paper Table 3)"),
         Benchmark("vidstg", "stvg", ("test",), "VidSTG test (paper Table 4)", by_sentence_type=True, convention=M.TUBEDETR),
         Benchmark("charades-sta", "vtg", ("test",), "Charades-STA test (paper Table 5)"),
+        Benchmark("didemo", "vtg", ("test",), "DiDeMo test", didemo=True),
         Benchmark("refcoco", "rec", ("val", "testA", "testB"), "RefCOCO (paper Table 6)"),
         Benchmark("refcoco+", "rec", ("val", "testA", "testB"), "RefCOCO+ (paper Table 6)"),
         Benchmark("refcocog", "rec", ("val", "test"), "RefCOCOg umd (paper Table 6)"),
@@ -214,13 +216,17 @@ def score(benchmark: Benchmark, samples: Sequence[Tuple[str, dict]], rows: Dict[
     if benchmark.task == "stvg":
         out["convention"] = convention.describe()
     for (split, group), pairs in by_group.items():
-        out["splits"].setdefault(split, {})[group] = _score_pairs(benchmark.task, pairs, convention)
+        out["splits"].setdefault(split, {})[group] = _score_pairs(benchmark, pairs, convention)
     return out
 
 
-def _score_pairs(task: str, pairs, convention) -> dict:
+def _score_pairs(benchmark: Benchmark, pairs, convention) -> dict:
+    task = benchmark.task
     if task == "stvg":
         return M.summarize_stvg([M.score_stvg(r, t, convention) if check_record(r, task) is None else _zero() for r, t in pairs])
+    if task == "vtg" and benchmark.didemo:
+        annotators = [[M.didemo_chunks(a) for a in (r.get("annotator_spans") or [r.get("span") or (0.0, 0.0)])] for r, _ in pairs]
+        return M.didemo_scores([M.didemo_chunks(_pred_span(t)) for _, t in pairs], annotators)
     if task == "vtg":
         ious = M.vtg_ious([_pred_span(t) for _, t in pairs], [r.get("span") or (0.0, 0.0) for r, _ in pairs])
         return M.summarize_vtg(ious)
@@ -250,7 +256,7 @@ def markdown_table(benchmark: Benchmark, result: dict, model: str = "llava_st") 
         header = [f"{g.capitalize()} {c}" if benchmark.by_sentence_type else c for g in groups for c in cols]
         values = [_pct(split.get(g, {}).get(c)) for g in groups for c in cols]
     elif benchmark.task == "vtg":
-        cols = [f"R@1,IoU={m:g}" for m in M.VTG_THRESHOLDS] + ["mIoU"]
+        cols = ["R@1", "mIoU"] if benchmark.didemo else [f"R@1,IoU={m:g}" for m in M.VTG_THRESHOLDS] + ["mIoU"]
         header, values = cols, [_pct(next(iter(splits.values()), {}).get("all", {}).get(c)) for c in cols]
     else:
         header = list(splits)
