@@ -137,3 +137,21 @@ def test_bad_samples_are_logged_once_counted_and_replaced(data_root, qwen_tokeni
     assert ds.bad.counts == {"invalid record": 2, "missing file": 2, "corrupt file": 1}
     assert summarize(str(log)) == ds.bad.counts
     assert sum("bad-corrupt-video" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_boxes_as_text_ablation_writes_the_boxes_into_the_answer(data_root, qwen_tokenizer):
+    from llava.constants import IGNORE_INDEX
+
+    from llava_st.core.boxtext import parse_boxes_text
+    from llava_st.hosts.llava_next.dataset import GroundingDataset
+
+    ds = GroundingDataset(str(write_mixed_data(data_root)), qwen_tokenizer, data_args(data_root, frames_upbound=8))
+    ds.boxes_as_text = True
+    stvg, rec = ds[0], ds[1]
+    assert "grounding" not in stvg and "grounding" not in rec
+    answer = qwen_tokenizer.decode([t for t in stvg["labels"].tolist() if t != IGNORE_INDEX])
+    span, boxes = parse_boxes_text(answer.split("assistant\n", 1)[1])
+    assert span.span == (1.1, 2.7) and sorted(boxes) == [1.1, 1.6, 2.2, 2.7]
+    assert boxes[1.1] == pytest.approx([4 / W, 22 / H, 28 / W, 42 / H], abs=0.006)  # frame 11, two decimals
+    rec_answer = qwen_tokenizer.decode([t for t in rec["labels"].tolist() if t != IGNORE_INDEX])
+    assert "[0.31, 0.31, 0.62, 0.69]" in rec_answer

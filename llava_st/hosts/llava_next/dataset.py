@@ -11,6 +11,8 @@ upstream handles them. For Uni-STG grounding records (DESIGN.md §3 "Uni-STG rec
   frame come from `data.targets.frame_targets` (mask True inside the snapped span).
 - VTG: the snapped-span answer only (text loss); no box targets.
 - REC: one box (`data.targets.image_targets`), F = 1.
+- With `boxes_as_text` (query_mode "none", paper Table 7 row 1) STVG and REC answers carry the boxes
+  as text (core.boxtext) and no targets are attached.
 - "text" holds the positions of the description's tokens in `input_ids` (before any visual splice).
 
 Bad samples (missing or corrupt video/image, invalid record, description not in the prompt) are logged
@@ -37,6 +39,7 @@ from ...core.timespan import format_frame_times, format_span, snap_span
 from ...data.schema import validate_record
 from ...data.targets import frame_targets, image_targets
 from ...data.video import VideoReadError, read_video
+from ..hf.data import boxes_answer
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +175,7 @@ class GroundingDataset(LazySupervisedDataset):
         self._rng = random.Random(seed)
         self._bad_index = set()
         self._inside = False
+        self.boxes_as_text = False  # the "boxes as text" ablation (query_mode "none"); set by the trainer
 
     def sample_id(self, i: int):
         return self.list_data_dict[i].get("id", i)
@@ -204,7 +208,15 @@ class GroundingDataset(LazySupervisedDataset):
             frames, sample = read_video(video_path, self.data_args.frames_upbound or 0, self.data_args.video_fps or 1, bool(self.data_args.force_sample))
             _PREREAD[video_path] = (frames, sample)
         task = record.get("task")
-        if task in SPAN_TASKS:
+        targets = None
+        if task == "stvg":
+            targets = frame_targets(record, sample.times)
+        elif task == "rec":
+            targets = image_targets(record)
+        if self.boxes_as_text and targets is not None:
+            span, times = (targets.span, sample.times) if task == "stvg" else ((0.0, 0.0), [0.0])
+            _set_answer(prepared, boxes_answer(span, targets, times))
+        elif task in SPAN_TASKS:
             _set_answer(prepared, format_span(*snap_span(record["span"][0], record["span"][1], sample.times)))
         self.list_data_dict[i] = prepared
         self._inside = True
@@ -214,13 +226,12 @@ class GroundingDataset(LazySupervisedDataset):
             self._inside = False
             self.list_data_dict[i] = record
             _PREREAD.pop(video_path, None)
-        if task in BOX_TASKS:
-            item["grounding"] = self._grounding(record, item["input_ids"], sample)
+        if targets is not None and not self.boxes_as_text:
+            item["grounding"] = self._grounding(record["caption"], item["input_ids"], targets)
         return item
 
-    def _grounding(self, record: dict, input_ids: torch.Tensor, sample) -> dict:
-        targets = frame_targets(record, sample.times) if record["task"] == "stvg" else image_targets(record)
-        caption = record["caption"].strip().rstrip(".")
+    def _grounding(self, caption: str, input_ids: torch.Tensor, targets) -> dict:
+        caption = caption.strip().rstrip(".")
         text = description_token_positions(input_ids.tolist(), self.tokenizer, caption)
         if not text:
             raise BadSample("description not in prompt", f"caption: {caption!r} does not occur in the tokenised human turn")

@@ -33,7 +33,7 @@ from llava.train.llava_trainer import LLaVATrainer
 from ...core.config import STConfig
 from ...core.decoder import QueryGuidedSpaceDecoder
 from .config import LlavaSTQwenConfig
-from .dataset import make_data_module, summarize
+from .dataset import GroundingDataset, make_data_module, summarize
 from .loader import add_st_tokens
 from .model import LlavaSTQwenForCausalLM
 from .register import MODEL_CLASS_NAME, register
@@ -99,7 +99,8 @@ class LlavaSTTrainer(LLaVATrainer):
         super().__init__(model=model, args=args, **kwargs)
         self._terms = defaultdict(float)
         self._term_calls = 0
-        if hasattr(self.train_dataset, "bad"):
+        if isinstance(self.train_dataset, GroundingDataset):
+            self.train_dataset.boxes_as_text = isinstance(model, LlavaSTQwenForCausalLM) and not model.config.st.uses_decoder
             self.train_dataset.bad.attach(os.path.join(args.output_dir, BAD_SAMPLES_FILE))
 
     def _load_rng_state(self, checkpoint):
@@ -143,7 +144,7 @@ class LlavaSTTrainer(LLaVATrainer):
     def train(self, *args, **kwargs):
         result = super().train(*args, **kwargs)
         self.accelerator.wait_for_everyone()
-        if self.is_world_process_zero() and hasattr(self.train_dataset, "bad"):
+        if self.is_world_process_zero() and isinstance(self.train_dataset, GroundingDataset):
             counts = summarize(os.path.join(self.args.output_dir, BAD_SAMPLES_FILE))
             summary = {"total": sum(counts.values()), "by_kind": dict(counts)}
             with open(os.path.join(self.args.output_dir, BAD_SAMPLES_SUMMARY), "w") as f:
