@@ -26,6 +26,7 @@ from lmms_eval.models.registry_v2 import ModelManifest
 from tqdm import tqdm
 
 from .drivers import ground_for_task
+from .viz import write_mp4
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +106,10 @@ class _as_video:
             return v[0]
         if len(v) == 1 and isinstance(v[0], str):
             v = sorted(os.path.join(v[0], f) for f in os.listdir(v[0]))
-        frames = np.stack([_rgb(x) for x in v])
-        from ..testing.tiny import write_video
-
+        frames_rgb = np.stack([_rgb(x) for x in v])
         self.tmp = tempfile.NamedTemporaryFile(suffix=".mp4", delete=False)
         self.tmp.close()
-        return write_video(self.tmp.name, frames, FRAMES_FPS)
+        return str(write_mp4(self.tmp.name, frames_rgb[..., ::-1], FRAMES_FPS))
 
     def __exit__(self, *exc):
         if self.tmp is not None:

@@ -47,6 +47,22 @@ def _read_all_frames(path: str):
     return np.stack(frames), float(fps)
 
 
+def write_mp4(path, frames_bgr: np.ndarray, fps: float) -> Path:
+    """Write uint8 BGR frames [T, H, W, 3] to an mp4 (MPEG-4 part 2) at `fps`. Returns the path."""
+    import cv2
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    H, W = frames_bgr.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (W, H))
+    if not writer.isOpened():
+        raise RuntimeError(f"opencv cannot write {path}")
+    for frame in frames_bgr:
+        writer.write(np.ascontiguousarray(frame))
+    writer.release()
+    return path
+
+
 def tube_boxes(tube: Optional[dict], times: np.ndarray) -> np.ndarray:
     """float [T, 4] pixel xyxy of a predicted tube at `times` (seconds), NaN outside its span."""
     if not tube or tube.get("span") is None or not tube.get("frames"):
@@ -92,21 +108,14 @@ def draw_tubes_video(video_path, tubes: Sequence[dict], out_path, record: Option
     times = np.arange(len(frames)) / fps
     preds = [tube_boxes(t, times) for t in tubes]
     gt = gt_boxes(record, times)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    H, W = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (W, H))
-    if not writer.isOpened():
-        raise RuntimeError(f"opencv cannot write {out_path}")
-    for k, frame in enumerate(frames):
-        frame = frame.copy()
+    H = frames.shape[1]
+    drawn = frames.copy()
+    for k, frame in enumerate(drawn):
         _draw(frame, gt[k], GT_BGR, "gt")
         for n, boxes in enumerate(preds):
             _draw(frame, boxes[k], PRED_BGR, f"q{n}")
         cv2.putText(frame, f"{times[k]:.2f}s", (2, H - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
-        writer.write(frame)
-    writer.release()
-    return out_path
+    return write_mp4(out_path, drawn, fps)
 
 
 def draw_image(image_path, tubes: Sequence[dict], out_path, record: Optional[dict] = None) -> Path:
