@@ -28,7 +28,8 @@ def _rows(out):
 def test_eval_stvg_with_a_tiny_checkpoint_resumes_identically(tiny_st_checkpoint, data, tmp_path):
     root, records, _ = data
     out = tmp_path / "stvg"
-    args = ["eval", "stvg", "--benchmark", "hcstvg-v1", "--checkpoint", str(tiny_st_checkpoint), "--data", str(root / "test.json"), "--data-root", str(root), "--out", str(out), "--frames", "4", "--max-new-tokens", "6", "--viz", "1"]
+    args = ["eval", "stvg", "--benchmark", "hcstvg-v1", "--checkpoint", str(tiny_st_checkpoint), "--data", str(root / "test.json")]
+    args += ["--data-root", str(root), "--out", str(out), "--frames", "4", "--max-new-tokens", "6", "--viz", "1"]
     assert main(args) == 0
     rows = _rows(out)
     assert [r["id"] for r in rows] == [r["id"] for r in records]

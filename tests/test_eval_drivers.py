@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from llava_st.core.timespan import format_span, parse_span
 from llava_st.core.tube import assemble_tube
@@ -242,3 +241,12 @@ def test_didemo_benchmark_scores_best_three_annotators():
     assert metrics["R@1"] == 0.5 and metrics["mIoU"] == pytest.approx((1 + 1 + 0.75) / 3 / 2)
     assert result["counts"]["unparsable"] == 1
     assert "| Model | R@1 | mIoU |" in D.markdown_table(bench, result)
+
+
+def test_eval_cli_refuses_a_benchmark_of_another_task_and_a_missing_checkpoint(tmp_path):
+    from llava_st.cli import main
+
+    with pytest.raises(SystemExit, match="is a vtg benchmark"):
+        main(["eval", "stvg", "--benchmark", "charades-sta", "--data", "x.jsonl", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--checkpoint is required"):
+        main(["eval", "stvg", "--data", "x.jsonl", "--out", str(tmp_path)])
