@@ -119,6 +119,19 @@ def test_score_stvg_exact_tube_is_perfect_under_every_convention():
         assert s["viou"] == pytest.approx(1.0), convention.name
 
 
+def test_score_stvg_span_end_written_as_frame_time_or_interval_end_agree():
+    # Synthetic records end the span at the last frame's time (2.9 s); the HC-STVG converter at the end of
+    # its interval (3.0 s). Ground-truth frames come from the boxes, so both are frames 10..29.
+    tube = {"span": [1.0, 2.9], "frames": [{"t": t, "box_xyxy": [10, 10, 30, 30]} for t in (1.0, 1.5, 2.0, 2.5, 2.9)]}
+    for span in ((1.0, 2.9), (1.0, 3.0)):
+        record = {**_record(), "span": list(span)}
+        assert M.gt_frame_span(record, 10.0) == (10, 29)
+        s = M.score_stvg(record, tube)
+        assert s["tiou"] == pytest.approx(1.0) and s["viou"] == pytest.approx(1.0)
+    no_boxes = {**_record(), "span": [1.0, 3.0], "boxes": []}
+    assert M.gt_frame_span(no_boxes, 10.0) == (10, 30)
+
+
 def test_score_stvg_unparsed_tube_scores_zero():
     record = _record()
     for tube in (None, {"span": None, "frames": [], "status": "no time span found"}):

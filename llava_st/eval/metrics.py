@@ -177,7 +177,8 @@ def boxes_on_grid(times: Sequence[float], boxes_xyxy, grid_times: np.ndarray, sp
 def score_stvg(record: dict, tube: Optional[dict], convention: STVGConvention = HCSTVG_OFFICIAL) -> Dict[str, float]:
     """Score one Uni-STG STVG record against a predicted tube (core.tube contract) under `convention`.
 
-    record: "span" seconds, "boxes" [{"t" seconds, "xyxy" pixels}], "fps", "duration" (seconds).
+    record: "span" seconds, "boxes" [{"t" seconds, "xyxy" pixels}], "fps", "duration" (seconds); the
+    ground-truth frames are those of its boxes (gt_frame_span).
     tube: {"span": seconds or None, "frames": [{"t", "box_xyxy"}]}; None or a span of None = no prediction.
     """
     fps = float(record["fps"])
@@ -194,7 +195,19 @@ def score_stvg(record: dict, tube: Optional[dict], convention: STVGConvention = 
         frames = tube.get("frames") or []
         span_t = (pred_span[0] / fps, pred_span[1] / fps)
         pred_boxes = boxes_on_grid([f["t"] for f in frames], [f["box_xyxy"] for f in frames], grid_t, span=span_t)
-    return stvg_query_scores(ids, seconds_to_frame_span(record["span"], fps), pred_span, gt_boxes, pred_boxes, convention.end_inclusive)
+    return stvg_query_scores(ids, gt_frame_span(record, fps), pred_span, gt_boxes, pred_boxes, convention.end_inclusive)
+
+
+def gt_frame_span(record: dict, fps: float):
+    """Ground-truth (first, last) frame indices: those of the first and last annotated box, as the field's
+    evaluators take them (TubeDETR's tube frames, HC-STVG's st_frame + box count), so that converters
+    writing the span end as the last frame's time or as the end of its interval agree; from `span`
+    (seconds) when the record has no boxes."""
+    boxes = record.get("boxes") or []
+    if not boxes:
+        return seconds_to_frame_span(record["span"], fps)
+    frames = [int(round(float(b["t"]) * fps)) for b in boxes]
+    return (min(frames), max(frames))
 
 
 def summarize_stvg(scores: Iterable[Dict[str, float]], thresholds: Sequence[float] = STVG_THRESHOLDS) -> Dict[str, float]:
