@@ -46,13 +46,14 @@ def checkpoint_model_type(path) -> str:
 def load_grounder(path, device: str = "cpu", **options):
     """A Grounder for an ST checkpoint of either host (by config.json's model_type): the transformers
     host ("llava_st_onevision") or the LLaVA-NeXT host ("llava_st_qwen", needs upstream `llava`).
-    options go to the grounder (e.g. frames, max_new_tokens). Raises NotAnSTCheckpoint otherwise."""
+    options go to the grounder (frames, max_new_tokens, torch_dtype, ...). Raises NotAnSTCheckpoint
+    otherwise."""
     model_type = checkpoint_model_type(path)
     if model_type == HF_MODEL_TYPE:
         from .hosts.hf import load_st
         from .hosts.hf.grounder import HFGrounder
 
-        model, processor = load_st(path, device=device)
+        model, processor = load_st(path, device=device, dtype=options.pop("torch_dtype", None))
         return HFGrounder(model, processor, **options)
     if model_type == LLAVA_NEXT_MODEL_TYPE:
         from .hosts.llava_next.grounder import LlavaNextGrounder  # needs upstream `llava`

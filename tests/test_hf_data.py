@@ -39,7 +39,7 @@ def _answer(processor, item):
 
 def test_items_carry_span_answer_targets_and_description_positions(qwen_tokenizer, media):
     root, stvg, rec = media
-    model, proc = build_tiny_st(qwen_tokenizer, STConfig(num_queries=8))
+    _, proc = build_tiny_st(qwen_tokenizer, STConfig(num_queries=8))
     video_item, image_item = STDataset([stvg, rec], root, proc, frames=4)[0], STDataset([rec], root, proc, frames=4)[0]
     assert _answer(proc, video_item) == "From 1.3s to 2.6s.<|im_end|>"  # span snapped to frames 0, 1.3, 2.6, 3.9 s
     assert video_item[GROUNDING_BOX_MASK].tolist() == [False, True, True, False]
@@ -66,7 +66,7 @@ def test_mixed_video_and_image_batch_trains(qwen_tokenizer, media):
 
 def test_boxes_as_text_ablation_answers_and_tubes(qwen_tokenizer, media):
     root, stvg, _ = media
-    model, proc = build_tiny_st(qwen_tokenizer, STConfig(num_queries=8, query_mode="none"))
+    _, proc = build_tiny_st(qwen_tokenizer, STConfig(num_queries=8, query_mode="none"))
     item = STDataset([stvg], root, proc, frames=4)[0]
     answer = _answer(proc, item)
     assert answer.startswith("From 1.3s to 2.6s. 1.3s: [") and answer.count("[") == 2

@@ -48,7 +48,7 @@ class LlavaSTOnevisionConfig(LlavaOnevisionConfig):
         self.st_lambda_l1 = st_lambda_l1
         self.st_lambda_giou = st_lambda_giou
         self.st_query_token_ids = None if st_query_token_ids is None else [int(i) for i in st_query_token_ids]
-        self.st_config  # validates the options, raising ValueError with the bad value
+        STConfig.from_object(self)  # validates the options, raising ValueError with the bad value
         if self.st_query_token_ids is not None and len(self.st_query_token_ids) != st_num_queries + 1:
             raise ValueError(
                 f"st_query_token_ids must hold st_num_queries + 1 = {st_num_queries + 1} ids, "
