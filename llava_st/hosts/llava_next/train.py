@@ -17,6 +17,7 @@ configs, trainer, checkpointing and saving are all upstream's:
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ import transformers
 from llava.train import train as upstream
 from llava.train.llava_trainer import LLaVATrainer
 
-from ...core.config import STConfig
+from ...core.config import QUERY_MODES, STConfig
 from ...core.decoder import QueryGuidedSpaceDecoder
 from .config import LlavaSTQwenConfig
 from .dataset import GroundingDataset, make_data_module, summarize
@@ -54,10 +55,14 @@ ST_DECODER_PART = "st_decoder"
 
 
 def _st_argument_fields():
-    return [
-        (f"st_{f.name}", f.type, dataclasses.field(default=f.default, metadata={"help": f"llava_st: STConfig.{f.name}"}))
-        for f in dataclasses.fields(STConfig)
-    ]
+    """(name, type, field) of --st_<option> for every core.STConfig option, defaults included."""
+    out = []
+    for f in dataclasses.fields(STConfig):
+        metadata = {"help": f"llava_st: STConfig.{f.name}"}
+        if f.name == "query_mode":
+            metadata["choices"] = QUERY_MODES
+        out.append((f"st_{f.name}", f.type, dataclasses.field(default=f.default, metadata=metadata)))
+    return out
 
 
 ModelArguments = dataclasses.make_dataclass("ModelArguments", _st_argument_fields(), bases=(upstream.ModelArguments,))
@@ -172,6 +177,7 @@ def _without_cuda_synchronize():
 
 
 def _safe_save_model(original):
+    @functools.wraps(original)
     def save(trainer, output_dir):
         # Upstream bug 3 (df17966): safe_save_model_for_hf_trainer calls torch.cuda.synchronize()
         # unconditionally, which fails without CUDA.
@@ -193,6 +199,7 @@ class _STConfigReader:
 
 
 def _get_model(original):
+    @functools.wraps(original)
     def get_model(model_args, training_args, bnb_model_from_pretrained_args):
         if model_args.model_class_name != MODEL_CLASS_NAME:
             return original(model_args, training_args, bnb_model_from_pretrained_args)
