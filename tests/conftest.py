@@ -110,3 +110,15 @@ def tiny_st_checkpoint(cache_dir, qwen_tokenizer) -> Path:
     out = cache_dir / "tiny-st-eval"
     build_tiny_st(qwen_tokenizer, out_dir=str(out))
     return out
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One intra-op torch thread for a test module (restored after it). On 2 shared cores, two threads
+    were measured 5-20x slower than one for tiny models because of thread synchronisation."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

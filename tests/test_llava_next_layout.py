@@ -10,7 +10,7 @@ and the description's token embeddings.
 import pytest
 import torch
 
-pytestmark = pytest.mark.upstream
+pytestmark = [pytest.mark.upstream, pytest.mark.usefixtures("torch_one_thread")]
 
 TOKENS_PER_FRAME = {"grid": 14 * 15, "frame": 14 * 14 + 1, "no_token": 14 * 14}
 

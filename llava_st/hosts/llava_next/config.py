@@ -70,3 +70,15 @@ class LlavaSTQwenConfig(LlavaQwenConfig):
     def st(self) -> STConfig:
         """The SpaceVLLM options as a core.STConfig."""
         return STConfig.from_object(self)
+
+    @classmethod
+    def from_upstream(cls, config) -> "LlavaSTQwenConfig":
+        """This config class for any upstream LlavaQwenConfig (e.g. the one upstream's get_model reads from
+        a plain LLaVA-Video checkpoint); st_* attributes it carries are kept, missing ones get defaults."""
+        if isinstance(config, cls):
+            return config
+        values = config.to_dict()
+        values.pop("model_type", None)
+        converted = cls.from_dict(values)
+        converted._attn_implementation_internal = getattr(config, "_attn_implementation_internal", None)
+        return converted

@@ -68,6 +68,7 @@ class LlavaSTQwenForCausalLM(LlavaQwenForCausalLM):
     config_class = LlavaSTQwenConfig
 
     def __init__(self, config: LlavaSTQwenConfig):
+        config = LlavaSTQwenConfig.from_upstream(config)
         super().__init__(config)
         config.model_type = LlavaSTQwenConfig.model_type  # upstream's __init__ overwrote it
         st = config.st

@@ -1,0 +1,101 @@
+"""The Grounder interface (see llava_st.api) on the LLaVA-NeXT host.
+
+Prompts follow upstream LLaVA-Video's training format (llava/train/train.py @ df17966, qwen_1_5
+template, `<image>\\n{time instruction}\\n{question}`), split so the video block comes first and is
+shared by every description (generation.py).
+"""
+
+from typing import List, Optional, Sequence
+
+import torch
+from llava.constants import DEFAULT_IMAGE_TOKEN
+from llava.mm_utils import process_images, tokenizer_image_token
+
+from ...core.layout import description_token_positions
+from ...core.timespan import time_instruction
+from ...core.tube import assemble_tube
+from ...data.templates import instruction
+from ...data.video import read_video
+from .generation import Suffix, generate_grounded
+from .loader import load_st_model
+
+SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+
+
+def prefix_text(time_text: Optional[str]) -> str:
+    """System turn + the user turn up to and including the visual block (and the time instruction)."""
+    head = f"{SYSTEM}<|im_start|>user\n{DEFAULT_IMAGE_TOKEN}\n"
+    return head + (f"{time_text}\n" if time_text else "")
+
+
+def suffix_text(question: str) -> str:
+    """The rest of the user turn and the assistant header."""
+    return f"{question}<|im_end|>\n<|im_start|>assistant\n"
+
+
+class LlavaNextGrounder:
+    """Grounding and QA with a LlavaSTQwenForCausalLM.
+
+    frames: default number of sampled frames per video (upstream's frames_upbound; at most the number
+    of queries). Boxes in the returned tubes are pixels of the original video/image plus normalised xyxy.
+    """
+
+    def __init__(self, model, tokenizer, image_processor, frames: Optional[int] = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        upbound = getattr(model.config, "frames_upbound", 0) or model.config.st_num_queries
+        self.frames = min(frames or upbound, model.config.st_num_queries)
+        self.force_sample = bool(getattr(model.config, "force_sample", True))
+
+    @classmethod
+    def from_pretrained(cls, path, device: str = "cpu", torch_dtype: torch.dtype = torch.float32, frames: Optional[int] = None):
+        tokenizer, model, image_processor = load_st_model(path, device=device, torch_dtype=torch_dtype)
+        return cls(model, tokenizer, image_processor, frames)
+
+    def ground(self, video_path: str, descriptions: Sequence[str], frames: Optional[int] = None, max_new_tokens: int = 32) -> List[dict]:
+        """One tube (core/tube.py contract) per description; the video is encoded once."""
+        pixels, sample, video = self._video(video_path, frames)
+        prefix = prefix_text(time_instruction(sample.duration, sample.times))
+        suffixes = [self._suffix(instruction("stvg", d), d) for d in descriptions]
+        answers = self._generate(prefix, [pixels], ["video"], [video["size"]], suffixes, max_new_tokens)
+        return [
+            assemble_tube(d, text, sample.times.tolist(), boxes, video["info"])
+            for d, (text, boxes) in zip(descriptions, answers)
+        ]
+
+    def ground_image(self, image_path: str, descriptions: Sequence[str], max_new_tokens: int = 16) -> List[dict]:
+        """One tube per description with a single frame at t = 0 (span [0, 0])."""
+        from PIL import Image
+
+        picture = Image.open(image_path).convert("RGB")
+        pixels = process_images([picture], self.image_processor, self.model.config)[0].to(self.model.device, self.model.dtype)
+        info = {"path": str(image_path), "width": picture.width, "height": picture.height, "duration": 0.0, "fps": 0.0}
+        suffixes = [self._suffix(instruction("rec", d), d) for d in descriptions]
+        answers = self._generate(prefix_text(None), [pixels], ["image"], [picture.size], suffixes, max_new_tokens)
+        return [assemble_tube(d, text, [0.0], boxes, info, span=(0.0, 0.0)) for d, (text, boxes) in zip(descriptions, answers)]
+
+    def answer(self, video_path: str, question: str, max_new_tokens: int = 64, frames: Optional[int] = None) -> str:
+        """Plain video QA: the generated answer text."""
+        pixels, sample, video = self._video(video_path, frames)
+        prefix = prefix_text(time_instruction(sample.duration, sample.times))
+        suffix = Suffix(torch.tensor(self.tokenizer(suffix_text(question)).input_ids), [])
+        return self._generate(prefix, [pixels], ["video"], [video["size"]], [suffix], max_new_tokens)[0][0]
+
+    def _video(self, video_path, frames):
+        count = min(frames or self.frames, self.model.config.st_num_queries)
+        array, sample = read_video(str(video_path), frames_upbound=count, force_sample=self.force_sample)
+        pixels = self.image_processor.preprocess(array, return_tensors="pt")["pixel_values"]
+        H, W = array.shape[1:3]
+        info = {"path": str(video_path), "width": W, "height": H, "duration": sample.duration, "fps": sample.fps}
+        return pixels.to(self.model.device, self.model.dtype), sample, {"info": info, "size": (W, H)}
+
+    def _suffix(self, question: str, description: str) -> Suffix:
+        ids = self.tokenizer(suffix_text(question)).input_ids
+        return Suffix(torch.tensor(ids), description_token_positions(ids, self.tokenizer, description))
+
+    def _generate(self, prefix, images, modalities, sizes, suffixes, max_new_tokens):
+        prefix_ids = tokenizer_image_token(prefix, self.tokenizer, return_tensors="pt")
+        eos = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        answers = generate_grounded(self.model, prefix_ids, images, modalities, sizes, suffixes, max_new_tokens, eos)
+        return [(self.tokenizer.decode(a.token_ids, skip_special_tokens=True).strip(), a.boxes_cxcywh) for a in answers]
