@@ -93,3 +93,19 @@ def test_bad_record_is_skipped_with_its_id_and_field(trained, caplog):
     item = dataset[0]
     assert "pixel_values_videos" in item
     assert "broken-7" in caplog.text and "'video'" in caplog.text
+
+
+def test_train_hf_converts_a_plain_checkpoint_and_saves_a_loadable_st_one(qwen_tokenizer, moving_box_video, tmp_path):
+    from llava_st.api import load_grounder
+    from llava_st.hosts.hf import is_st_checkpoint
+    from llava_st.testing.hf import save_tiny_onevision
+
+    path, boxes = moving_box_video
+    base = save_tiny_onevision(tmp_path / "base", qwen_tokenizer)
+    st = STConfig(num_queries=4, query_mode="after", decoder_projections=True)
+    result = train_hf(base, [stvg_record(path, boxes)], os.path.dirname(path), tmp_path / "st", st=st, frames=FRAMES, max_steps=2, disable_tqdm=True)
+    assert result.model.st == st and is_st_checkpoint(tmp_path / "st")
+    grounder = load_grounder(tmp_path / "st", max_new_tokens=2)
+    assert grounder.model.st == st and grounder.processor.query_mode == "after"
+    with pytest.raises(ValueError, match="was built with"):
+        train_hf(tmp_path / "st", [stvg_record(path, boxes)], os.path.dirname(path), st=STConfig(num_queries=8), max_steps=1)

@@ -53,3 +53,17 @@ def build_tiny_st(tokenizer, st=None, seed: int = 0, out_dir: Optional[str] = No
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         save_st(model, processor, out_dir)
     return model.eval(), processor
+
+
+def save_tiny_onevision(out_dir, tokenizer, seed: int = 0, **config_kwargs) -> str:
+    """Save a random plain (non-ST) tiny LLaVA-OneVision model and `tokenizer` to `out_dir`: the kind of
+    base checkpoint hosts.hf.train.train_hf converts. Returns the directory."""
+    import torch
+    from transformers import LlavaOnevisionForConditionalGeneration
+
+    torch.manual_seed(seed)
+    model = LlavaOnevisionForConditionalGeneration(tiny_onevision_config(tokenizer, **config_kwargs))
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(out_dir))
+    return str(out_dir)

@@ -7,6 +7,7 @@ checkpoint (to continue) or a plain LLaVA-OneVision checkpoint (converted with t
 
 import logging
 import os
+import tempfile
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
@@ -113,23 +114,25 @@ def train_hf(
     if freeze_vision:
         model.vision_tower.requires_grad_(False)
     dataset = STDataset(records, data_root, processor, frames=frames, force_sample=force_sample, seed=seed)
-    args = TrainingArguments(
-        output_dir=str(output_dir or os.path.join(os.getcwd(), ".cache", "train-hf-scratch")),
-        max_steps=max_steps,
-        per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate,
-        logging_steps=logging_steps,
-        save_strategy="no",
-        report_to="none",
-        remove_unused_columns=False,
-        seed=seed,
-        data_seed=seed,
-        dataloader_num_workers=training_args.pop("dataloader_num_workers", 0),
-        use_cpu=training_args.pop("use_cpu", not torch.cuda.is_available()),
-        **training_args,
-    )
-    trainer = STTrainer(model=model, args=args, train_dataset=dataset, data_collator=STCollator(processor.tokenizer.pad_token_id))
-    trainer.train()
+    collator = STCollator(processor.tokenizer.pad_token_id)
+    with tempfile.TemporaryDirectory(prefix="llava-st-train-") as scratch:  # Trainer's output_dir when none is given
+        args = TrainingArguments(
+            output_dir=str(output_dir or scratch),
+            max_steps=max_steps,
+            per_device_train_batch_size=batch_size,
+            learning_rate=learning_rate,
+            logging_steps=logging_steps,
+            save_strategy="no",
+            report_to="none",
+            remove_unused_columns=False,
+            seed=seed,
+            data_seed=seed,
+            dataloader_num_workers=training_args.pop("dataloader_num_workers", 0),
+            use_cpu=training_args.pop("use_cpu", not torch.cuda.is_available()),
+            **training_args,
+        )
+        trainer = STTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
+        trainer.train()
     if output_dir is not None:
         trainer.save_model(str(output_dir))
         processor.save_pretrained(str(output_dir))
