@@ -5,8 +5,9 @@ span; predictions of 64 sampled frames with a box on each frame inside a predict
 record/tube pairs scored in turn until 10,000 queries are scored. Every convention preset is timed.
 """
 
+import cProfile
+import pstats
 import sys
-import time
 
 import numpy as np
 
@@ -34,6 +35,21 @@ def make_pairs(count: int, seed: int = 0):
     return pairs
 
 
+def profile(pairs, convention, queries: int, top: int = 8) -> list:
+    """cProfile of `queries` score_stvg calls: the `top` functions by own time [{function, calls, tottime_s}]."""
+    from llava_st.eval.metrics import score_stvg
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for i in range(queries):
+        score_stvg(*pairs[i % len(pairs)], convention)
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats
+    rows = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
+    return [{"function": f"{path.split('/llava_st/')[-1]}:{line}({name})", "calls": calls, "tottime_s": round(tottime, 4)}
+            for (path, line, name), (_, calls, tottime, _, _) in rows]
+
+
 def run(args) -> int:
     from llava_st.eval.metrics import CONVENTIONS, score_stvg, summarize_stvg
 
@@ -54,12 +70,16 @@ def run(args) -> int:
     worst = max(r["median_s"] for r in results.values())
     label = f"STVG metrics over {queries:,} tubes (slowest convention)"
     record.data["targets"] = [common.target(label, worst, 1.0, "<", " s")]
+    if worst >= 1.0:
+        slowest = max(results, key=lambda n: results[n]["median_s"])
+        record.data["results"]["profile"] = profile(pairs, CONVENTIONS[slowest], min(queries, 1000))
+        record.data["notes"].append(f"Target missed: 'profile' lists where {slowest}'s time goes (cProfile, tottime over 1,000 queries).")
     record.write()
     return 0
 
 
 def main(argv=None) -> int:
-    args = common.parser(__doc__.splitlines()[0], repeats=3).parse_args(argv)
+    args = common.parser(__doc__.splitlines()[0], repeats=2).parse_args(argv)
     common.setup_logging()
     error = common.prepare(args)
     if error:

@@ -36,7 +36,7 @@ def variant(name: str, args) -> dict:
     frames = QUICK_FRAMES if args.quick else FRAMES
     torch.manual_seed(0)
     tok, model = common.mid_llava_st(num_queries=frames, query_mode="interleave" if name == "st_on" else "none", device=args.device)
-    common.cache_vision_tower(model)
+    common.VisionCache(model)
     model.get_vision_tower().requires_grad_(False)
     root, path = common.stvg_sample()
     data = GroundingDataset(str(path), tok, common.upstream_data_args(root, frames))

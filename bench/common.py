@@ -86,26 +86,38 @@ def mid_llava_st(num_queries: int = 64, query_mode: str = "interleave", device: 
     return tok, model.to(device).eval()
 
 
-def cache_vision_tower(model) -> Callable:
-    """Make the vision tower return its first output again for inputs of the same shape.
+class VisionCache:
+    """Makes the vision towers of `models` return features computed once per input shape.
 
     The tower (SigLIP, 729 patches per frame) runs before the LLM identically for every variant a
     benchmark compares; on this CPU it would dominate every timing, so benchmarks time the LLM side
-    and report the tower's own time separately. The cached features are detached: the tower is frozen.
-    Returns the tower's uncached forward (to time it).
+    and report the tower's own time separately (`prime`). The models must share the tower's weights
+    (`share_weights`); features are computed without gradients (the tower is frozen).
     """
-    tower = model.get_vision_tower()
-    forward, cache = tower.forward, {}
 
-    def cached(images):
-        key = tuple(images.shape) if torch.is_tensor(images) else tuple(tuple(i.shape) for i in images)
-        if key not in cache:
-            with torch.no_grad():
-                cache[key] = forward(images)
-        return cache[key]
+    def __init__(self, *models):
+        self.forward = models[0].get_vision_tower().forward
+        self.features = {}
+        for model in models:
+            model.get_vision_tower().forward = self.cached
 
-    tower.forward = cached
-    return forward
+    @staticmethod
+    def key(images):
+        return tuple(images.shape) if torch.is_tensor(images) else tuple(tuple(i.shape) for i in images)
+
+    def cached(self, images):
+        if self.key(images) not in self.features:
+            self.prime(images)
+        return self.features[self.key(images)]
+
+    def prime(self, images, device: str = "cpu") -> float:
+        """Compute and keep the features of `images` [F, 3, 384, 384]; returns the tower's seconds."""
+        sync(device)
+        start = time.perf_counter()
+        with torch.no_grad():
+            self.features[self.key(images)] = self.forward(images)
+        sync(device)
+        return time.perf_counter() - start
 
 
 def share_weights(src, dst) -> None:
@@ -156,6 +168,15 @@ def time_interleaved(fns: Dict[str, Callable[[], object]], repeats: int, device:
             fn()
             sync(device)
             times[name].append(time.perf_counter() - start)
+    return times
+
+
+def module_timer(module: torch.nn.Module) -> List[float]:
+    """A list that receives the seconds of every forward of `module` (hooks; CPU wall time)."""
+    times: List[float] = []
+    starts: List[float] = []
+    module.register_forward_pre_hook(lambda *_: starts.append(time.perf_counter()))
+    module.register_forward_hook(lambda *_: times.append(time.perf_counter() - starts.pop()))
     return times
 
 

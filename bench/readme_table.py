@@ -54,7 +54,7 @@ def latency_table(data: dict) -> List[str]:
     for key, r in data["results"].items():
         m = r["median_s"]
         rows.append(
-            f"| {key.split('_')[0]} | {r['video_tokens'] + r['queries'] + r['prompt_tokens_before_splice']} | {m['plain']:.3g} | {m['tube']:.3g} "
+            f"| {key.split('_')[0]} | {r['video_tokens'] + r['queries'] + r['prompt_tokens_before_splice'] - 1} | {m['plain']:.3g} | {m['tube']:.3g} "
             f"| {m['text_tube']:.3g} | {r['tube_over_plain']:.3g} | {r['text_tube_over_tube']:.3g} | {r['text_tube_over_tube_after_prefix']:.3g} "
             f"| {r['vision_tower_s']:.3g} |"
         )
