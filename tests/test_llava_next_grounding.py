@@ -228,3 +228,24 @@ def test_st_checkpoint_loads_in_upstream_load_pretrained_model_for_qa(trained, s
     ids = tokenizer_image_token(prompt, up_tokenizer, return_tensors="pt")[None]
     out = up_model.generate(ids, images=[pixels], modalities=["video"], image_sizes=[(96, 64)], max_new_tokens=4, do_sample=False)
     assert out.shape[0] == 1 and 1 <= out.shape[1] <= 4
+
+
+def test_ground_image_gives_one_box_at_t0_and_answer_gives_text(grounder, sample, cache_dir):
+    from PIL import Image
+
+    path = cache_dir / "images" / "wide_800x300.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((torch.rand(300, 800, 3) * 255).byte().numpy()).save(path)
+    (tube,) = grounder.ground_image(str(path), ["the left half"], max_new_tokens=4)
+    assert tube["span"] == [0.0, 0.0] and tube["status"] == "ok"
+    (frame,) = tube["frames"]
+    x0, y0, x1, y1 = frame["box_xyxy"]
+    assert frame["t"] == 0.0 and 0 <= x0 <= x1 <= 800 and 0 <= y0 <= y1 <= 300
+    assert isinstance(grounder.answer(sample[0], "What moves?", max_new_tokens=3), str)
+
+
+def test_missing_video_names_the_file(grounder):
+    from llava_st.data.video import VideoReadError
+
+    with pytest.raises(VideoReadError, match="nowhere.mp4"):
+        grounder.ground("/nonexistent/nowhere.mp4", [CAPTION])

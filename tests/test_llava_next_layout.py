@@ -1,8 +1,8 @@
 """LLaVA-NeXT host: where the queries go inside real upstream's multimodal sequence.
 
 A padded batch of a 2-frame video and an anyres_max_9 image (800 x 300 px -> base + 1x2 grid) through
-LlavaSTQwen's splice; positions are checked against arithmetic from upstream's layout (210 / 197 / 196
-tokens per frame for grid / frame / no_token newlines) and against what is actually at those positions:
+LlavaSTQwen's splice; positions are checked against arithmetic from upstream's layout (TOKENS_PER_FRAME
+for each newline and pooling mode) and against what is actually at those positions:
 the <r_i> embedding rows, upstream's own visual tokens (from LlavaQwenForCausalLM with the same weights)
 and the description's token embeddings.
 """
@@ -12,7 +12,14 @@ import torch
 
 pytestmark = [pytest.mark.upstream, pytest.mark.usefixtures("torch_one_thread")]
 
-TOKENS_PER_FRAME = {"grid": 14 * 15, "frame": 14 * 14 + 1, "no_token": 14 * 14}
+# Tokens per frame of upstream's video block: bilinear pooling gives 14 x 14, average pooling 13 x 13.
+TOKENS_PER_FRAME = {
+    ("grid", "bilinear"): 14 * 15,
+    ("grid", "average"): 13 * 14,
+    ("frame", "bilinear"): 14 * 14 + 1,
+    ("no_token", "bilinear"): 14 * 14,
+    ("one_token", "bilinear"): 14 * 14,  # + one newline after the last frame
+}
 
 
 @pytest.fixture(scope="module")
@@ -67,20 +74,39 @@ def _pad(ids, side: str, pad_id: int = 0):
     return out, mask
 
 
+_REFERENCE = {}
+
+
 def _upstream_embeds(upstream, ids, images, modality, size):
-    """Upstream's spliced sequence [n, D] for one item (no padding, no truncation)."""
-    with torch.no_grad():
-        out = upstream.prepare_inputs_labels_for_multimodal(ids[None], None, None, None, None, [images], [modality], [size])
-    return out[4][0]
+    """Upstream's spliced sequence [n, D] for one item (no padding, no truncation), cached per item and
+    layout setting."""
+    key = (ids.tolist().__repr__(), modality, upstream.config.mm_newline_position, upstream.config.mm_spatial_pool_mode)
+    if modality == "image":  # images do not depend on the video settings
+        key = key[:2]
+    if key not in _REFERENCE:
+        with torch.no_grad():
+            out = upstream.prepare_inputs_labels_for_multimodal(ids[None], None, None, None, None, [images], [modality], [size])
+        _REFERENCE[key] = out[4][0]
+    return _REFERENCE[key]
 
 
-@pytest.mark.parametrize("newline,side", [("grid", "left"), ("grid", "right"), ("frame", "left"), ("no_token", "right")])
-def test_queries_sit_after_each_frame_and_after_the_image(models, batch, newline, side):
+@pytest.mark.parametrize(
+    "newline,pool,side",
+    [
+        ("grid", "bilinear", "left"),
+        ("grid", "average", "right"),
+        ("frame", "bilinear", "left"),
+        ("no_token", "bilinear", "right"),
+        ("one_token", "bilinear", "left"),
+    ],
+)
+def test_queries_sit_after_each_frame_and_after_the_image(models, batch, newline, pool, side):
     tokenizer, st_model, upstream = models
     from llava.constants import IMAGE_TOKEN_INDEX
 
     for m in (st_model, upstream):
         m.config.mm_newline_position = newline
+        m.config.mm_spatial_pool_mode = pool
         m.config.tokenizer_padding_side = side
     ids, mask = _pad(batch["ids"], side)
     with torch.no_grad():
@@ -93,7 +119,7 @@ def test_queries_sit_after_each_frame_and_after_the_image(models, batch, newline
     offsets = (embeds.shape[1] - lengths) if side == "left" else torch.zeros_like(lengths)
 
     # Video: query f right after frame f's tokens.
-    per_frame = TOKENS_PER_FRAME[newline]
+    per_frame = TOKENS_PER_FRAME[(newline, pool)]
     p_video = int((batch["ids"][0] == IMAGE_TOKEN_INDEX).nonzero()[0, 0])
     expected = [int(offsets[0]) + p_video + (f + 1) * per_frame + f for f in range(2)]
     assert index.query_index[0, :2].tolist() == expected
@@ -105,6 +131,8 @@ def test_queries_sit_after_each_frame_and_after_the_image(models, batch, newline
     visual = embeds[0][index.visual_index[0, :2, :per_frame]]  # [2, per_frame, D]
     assert index.visual_mask[0, :2, :per_frame].all()
     assert torch.equal(visual, block)
+    if newline == "one_token":  # upstream's single trailing newline stays last, after the last query
+        assert torch.equal(embeds[0, expected[-1] + 1], st_model.get_model().image_newline)
 
     # Image: the terminal query right after the whole anyres block.
     p_image = int((batch["ids"][1] == IMAGE_TOKEN_INDEX).nonzero()[0, 0])
@@ -134,6 +162,7 @@ def test_queries_sit_after_each_frame_and_after_the_image(models, batch, newline
 def test_truncation_drops_cut_frames_and_text(models, batch):
     tokenizer, st_model, upstream = models
     st_model.config.mm_newline_position = "grid"
+    st_model.config.mm_spatial_pool_mode = "bilinear"
     st_model.config.tokenizer_padding_side = "right"
     ids, mask = _pad(batch["ids"][:1], "right")
     p_video = int((ids[0] < 0).nonzero()[0, 0])  # the <image> placeholder (IMAGE_TOKEN_INDEX < 0)

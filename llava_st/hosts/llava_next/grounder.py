@@ -37,34 +37,37 @@ class LlavaNextGrounder:
     """Grounding and QA with a LlavaSTQwenForCausalLM.
 
     frames: default number of sampled frames per video (upstream's frames_upbound; at most the number
-    of queries). Boxes in the returned tubes are pixels of the original video/image plus normalised xyxy.
+    of queries). max_new_tokens: default answer length (else 32 for grounding, 64 for QA). Boxes in the
+    returned tubes are pixels of the original video/image plus normalised xyxy.
     """
 
-    def __init__(self, model, tokenizer, image_processor, frames: Optional[int] = None):
+    def __init__(self, model, tokenizer, image_processor, frames: Optional[int] = None, max_new_tokens: Optional[int] = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         upbound = getattr(model.config, "frames_upbound", 0) or model.config.st_num_queries
         self.frames = min(frames or upbound, model.config.st_num_queries)
         self.force_sample = bool(getattr(model.config, "force_sample", True))
+        self.max_new_tokens = max_new_tokens
 
     @classmethod
-    def from_pretrained(cls, path, device: str = "cpu", torch_dtype: torch.dtype = torch.float32, frames: Optional[int] = None):
-        tokenizer, model, image_processor = load_st_model(path, device=device, torch_dtype=torch_dtype)
-        return cls(model, tokenizer, image_processor, frames)
+    def from_pretrained(cls, path, device: str = "cpu", torch_dtype: Optional[torch.dtype] = None, frames: Optional[int] = None, max_new_tokens: Optional[int] = None):
+        """A grounder for an ST checkpoint (loader.load_st_model); torch_dtype defaults to float32."""
+        tokenizer, model, image_processor = load_st_model(path, device=device, torch_dtype=torch_dtype or torch.float32)
+        return cls(model, tokenizer, image_processor, frames, max_new_tokens)
 
-    def ground(self, video_path: str, descriptions: Sequence[str], frames: Optional[int] = None, max_new_tokens: int = 32) -> List[dict]:
+    def ground(self, video_path: str, descriptions: Sequence[str], frames: Optional[int] = None, max_new_tokens: Optional[int] = None) -> List[dict]:
         """One tube (core/tube.py contract) per description; the video is encoded once."""
         pixels, sample, video = self._video(video_path, frames)
         prefix = prefix_text(time_instruction(sample.duration, sample.times))
         suffixes = [self._suffix(instruction("stvg", d), d) for d in descriptions]
-        answers = self._generate(prefix, [pixels], ["video"], [video["size"]], suffixes, max_new_tokens)
+        answers = self._generate(prefix, [pixels], ["video"], [video["size"]], suffixes, max_new_tokens or self.max_new_tokens or 32)
         return [
             assemble_tube(d, text, sample.times.tolist(), boxes, video["info"])
             for d, (text, boxes) in zip(descriptions, answers)
         ]
 
-    def ground_image(self, image_path: str, descriptions: Sequence[str], max_new_tokens: int = 16) -> List[dict]:
+    def ground_image(self, image_path: str, descriptions: Sequence[str], max_new_tokens: Optional[int] = None) -> List[dict]:
         """One tube per description with a single frame at t = 0 (span [0, 0])."""
         from PIL import Image
 
@@ -72,15 +75,15 @@ class LlavaNextGrounder:
         pixels = process_images([picture], self.image_processor, self.model.config)[0].to(self.model.device, self.model.dtype)
         info = {"path": str(image_path), "width": picture.width, "height": picture.height, "duration": 0.0, "fps": 0.0}
         suffixes = [self._suffix(instruction("rec", d), d) for d in descriptions]
-        answers = self._generate(prefix_text(None), [pixels], ["image"], [picture.size], suffixes, max_new_tokens)
+        answers = self._generate(prefix_text(None), [pixels], ["image"], [picture.size], suffixes, max_new_tokens or self.max_new_tokens or 32)
         return [assemble_tube(d, text, [0.0], boxes, info, span=(0.0, 0.0)) for d, (text, boxes) in zip(descriptions, answers)]
 
-    def answer(self, video_path: str, question: str, max_new_tokens: int = 64, frames: Optional[int] = None) -> str:
+    def answer(self, video_path: str, question: str, max_new_tokens: Optional[int] = None, frames: Optional[int] = None) -> str:
         """Plain video QA: the generated answer text."""
         pixels, sample, video = self._video(video_path, frames)
         prefix = prefix_text(time_instruction(sample.duration, sample.times))
         suffix = Suffix(torch.tensor(self.tokenizer(suffix_text(question)).input_ids), [])
-        return self._generate(prefix, [pixels], ["video"], [video["size"]], [suffix], max_new_tokens)[0][0]
+        return self._generate(prefix, [pixels], ["video"], [video["size"]], [suffix], max_new_tokens or self.max_new_tokens or 64)[0][0]
 
     def _video(self, video_path, frames):
         count = min(frames or self.frames, self.model.config.st_num_queries)
