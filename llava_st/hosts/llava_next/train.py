@@ -79,8 +79,10 @@ def decoder_parameters(model) -> List[torch.nn.Parameter]:
 
 
 class LlavaSTTrainer(LLaVATrainer):
-    """Upstream's LLaVATrainer with its two blocking bugs repaired, the space decoder trainable and
-    optionally on its own learning rate, each loss term logged, and a bad-sample summary at the end."""
+    """Upstream's LLaVATrainer with its two blocking bugs repaired, the query tokens added, the space
+    decoder trainable (with `mm_language_model` or `st_decoder` in mm_tunable_parts) and optionally on
+    its own learning rate, each loss term logged (this rank's mean since the last log), and a bad-sample
+    summary at the end."""
 
     # Upstream bug 1 (df17966): LLaVATrainer._inner_training_loop uses names it never imports
     # (NameError: DebugOption); transformers' own loop is what it was copied from.
@@ -91,10 +93,10 @@ class LlavaSTTrainer(LLaVATrainer):
 
     def __init__(self, model=None, args=None, **kwargs):
         if isinstance(model, LlavaSTQwenForCausalLM) and model.config.st.uses_decoder:
-            embeddings = model.get_input_embeddings().weight
-            trainable = embeddings.requires_grad
-            add_st_tokens(model, kwargs["tokenizer"])
-            model.get_input_embeddings().weight.requires_grad_(trainable)  # as mm_tunable_parts left it
+            trainable = [m.weight.requires_grad for m in (model.get_input_embeddings(), model.get_output_embeddings())]
+            add_st_tokens(model, kwargs["tokenizer"])  # may resize: keep what mm_tunable_parts decided
+            for m, grad in zip((model.get_input_embeddings(), model.get_output_embeddings()), trainable):
+                m.weight.requires_grad_(grad)
         tunable = (getattr(model.config, "mm_tunable_parts", None) or "").split(",")
         if ST_DECODER_PART in tunable or "mm_language_model" in tunable:
             for p in decoder_parameters(model):
@@ -102,8 +104,9 @@ class LlavaSTTrainer(LLaVATrainer):
         if args.deepspeed and args.bf16:
             cast_unpartitioned_to_bf16(model)
         super().__init__(model=model, args=args, **kwargs)
-        self._terms = defaultdict(float)
+        self._terms = defaultdict(float)  # loss_* terms of this rank since the last log, summed
         self._term_calls = 0
+        self._head_group_done = False
         if isinstance(self.train_dataset, GroundingDataset):
             self.train_dataset.boxes_as_text = isinstance(model, LlavaSTQwenForCausalLM) and not model.config.st.uses_decoder
             self.train_dataset.bad.attach(os.path.join(args.output_dir, BAD_SAMPLES_FILE))
@@ -116,7 +119,7 @@ class LlavaSTTrainer(LLaVATrainer):
 
     def create_optimizer(self):
         optimizer = super().create_optimizer()
-        if self.args.st_head_lr is None or getattr(self, "_st_groups_done", False):
+        if self.args.st_head_lr is None or self._head_group_done:
             return optimizer
         head = {id(p) for p in decoder_parameters(self.model)}
         moved_groups = []
@@ -127,7 +130,7 @@ class LlavaSTTrainer(LLaVATrainer):
                 moved_groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": moved, "lr": self.args.st_head_lr})
         for group in moved_groups:
             optimizer.add_param_group(group)
-        self._st_groups_done = True
+        self._head_group_done = True
         return optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
