@@ -249,3 +249,26 @@ def test_missing_video_names_the_file(grounder):
 
     with pytest.raises(VideoReadError, match="nowhere.mp4"):
         grounder.ground("/nonexistent/nowhere.mp4", [CAPTION])
+
+
+def test_upstream_generate_with_queries_matches_the_grounder(trained, grounder, sample):
+    """The ST model's generate() (upstream's, with queries in place) and the shared-prefix greedy path
+    of the grounder write the same answer."""
+    from llava.mm_utils import tokenizer_image_token
+
+    from llava_st.core.timespan import time_instruction
+    from llava_st.data.templates import instruction
+    from llava_st.data.video import read_video
+    from llava_st.hosts.llava_next.grounder import prefix_text, suffix_text
+
+    tokenizer, model, batch = trained[:3]
+    _, fs = read_video(sample[0], frames_upbound=2, force_sample=True)
+    prompt = prefix_text(time_instruction(fs.duration, fs.times)) + suffix_text(instruction("stvg", CAPTION))
+    ids = tokenizer_image_token(prompt, tokenizer, return_tensors="pt")[None]
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    out = model.generate(
+        ids, images=batch["images"], modalities=["video"], image_sizes=[(96, 64)], max_new_tokens=16, do_sample=False,
+        eos_token_id=end, pad_token_id=end,
+    )
+    text = tokenizer.decode(out[0], skip_special_tokens=True).strip()
+    assert text == grounder.ground(sample[0], [CAPTION], max_new_tokens=16)[0]["raw_text"] == "From 0.0s to 1.9s."
