@@ -91,7 +91,7 @@ def test_from_plain_llava_video_keeps_every_other_weight(tiny_llava_qwen_dir):
     from llava_st.hosts.llava_next.loader import from_plain_llava_video
 
     plain = LlavaQwenForCausalLM.from_pretrained(str(tiny_llava_qwen_dir), attn_implementation="sdpa").state_dict()
-    tokenizer, model = from_plain_llava_video(tiny_llava_qwen_dir, STConfig(num_queries=80))
+    tokenizer, model = from_plain_llava_video(tiny_llava_qwen_dir, STConfig(num_queries=80, decoder_projections=True))
     ids = model.config.st_query_token_ids
     assert len(ids) == 81 and tokenizer.convert_tokens_to_ids(["<r_0>", "<r_80>"]) == [ids[0], ids[-1]]
     ours = model.state_dict()
@@ -107,6 +107,8 @@ def test_from_plain_llava_video_keeps_every_other_weight(tiny_llava_qwen_dir):
             assert torch.equal(ours[name], value), name
     new = set(ours) - set(plain)
     assert new and all(k.startswith("space_decoder.") for k in new)
+    projection = model.space_decoder.text_proj.q
+    assert torch.equal(projection.weight, torch.eye(projection.weight.shape[0])) and not projection.bias.any()
 
 
 @upstream

@@ -78,10 +78,10 @@ class LlavaSTQwenForCausalLM(LlavaQwenForCausalLM):
     def _init_weights(self, module):
         super()._init_weights(module)
         if isinstance(module, QueryGuidedSpaceDecoder):  # its optional projections start as identities
-            for projections in (module.text_proj, module.query_proj):
-                for linear in () if projections is None else (projections.q, projections.k, projections.v):
-                    torch.nn.init.eye_(linear.weight.data)
-                    linear.bias.data.zero_()
+            projections = [p for p in (module.text_proj, module.query_proj) if p is not None]
+            for linear in [lin for p in projections for lin in (p.q, p.k, p.v)]:
+                torch.nn.init.eye_(linear.weight.data)
+                linear.bias.data.zero_()
 
     @property
     def query_tokens(self) -> QueryTokens:
@@ -95,11 +95,11 @@ class LlavaSTQwenForCausalLM(LlavaQwenForCausalLM):
 
     # ---- layout ----------------------------------------------------------------------------------
 
-    def prepare_inputs_labels_for_multimodal(self, input_ids, position_ids, attention_mask, past_key_values, labels, images, modalities=["image"], image_sizes=None):
+    def prepare_inputs_labels_for_multimodal(self, input_ids, position_ids, attention_mask, past_key_values, labels, images, modalities=None, image_sizes=None):
         """Upstream's method and return value, with the queries in the visual blocks."""
         return self.prepare_grounded_inputs(input_ids, position_ids, attention_mask, past_key_values, labels, images, modalities, image_sizes)[0]
 
-    def prepare_grounded_inputs(self, input_ids, position_ids, attention_mask, past_key_values, labels, images, modalities=["image"], image_sizes=None, text_positions=None):
+    def prepare_grounded_inputs(self, input_ids, position_ids, attention_mask, past_key_values, labels, images, modalities=None, image_sizes=None, text_positions=None):
         """Upstream's splice plus queries. Returns (upstream's 6-tuple (input_ids, position_ids,
         attention_mask, past_key_values, inputs_embeds [B, L, D], labels [B, L]), GroundingIndex or None).
 
@@ -108,12 +108,12 @@ class LlavaSTQwenForCausalLM(LlavaQwenForCausalLM):
         Items with exactly one `<image>` (a video or an image) get queries; items with none or several
         get none (all-False masks in the index).
         """
+        if modalities is None or isinstance(modalities, str):
+            modalities = [modalities or "image"]
         mode = self.config.st_query_mode
         if mode == "none" or self.get_vision_tower() is None or images is None or input_ids.shape[1] == 1:
             upstream = super().prepare_inputs_labels_for_multimodal(input_ids, position_ids, attention_mask, past_key_values, labels, images, modalities, image_sizes)
             return upstream, None
-        if isinstance(modalities, str):
-            modalities = [modalities]
         self._check_frame_counts(images, modalities)
         mask_in = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         labels_in = torch.full_like(input_ids, IGNORE_INDEX) if labels is None else labels
@@ -189,7 +189,7 @@ class LlavaSTQwenForCausalLM(LlavaQwenForCausalLM):
         images=None,
         image_sizes=None,
         return_dict=None,
-        modalities=["image"],
+        modalities=None,
         dpo_forward=False,
         cache_position=None,
         grounding_boxes=None,
@@ -205,6 +205,7 @@ class LlavaSTQwenForCausalLM(LlavaQwenForCausalLM):
         in the unpadded input_ids). grounding_index: positions for a caller that passes inputs_embeds.
         Returns LlavaSTCausalLMOutput (a tuple when return_dict is False).
         """
+        modalities = ["image"] if modalities is None else modalities
         upstream_kwargs = dict(
             input_ids=input_ids,
             attention_mask=attention_mask,
