@@ -154,3 +154,13 @@ def test_every_caption_is_found_among_its_prompt_tokens(qwen_tokenizer):
         positions = description_token_positions(ids, qwen_tokenizer, record["caption"])
         found = qwen_tokenizer.decode([ids[p] for p in positions]).strip()
         assert found == record["caption"].rstrip(".")
+
+
+def test_zero_distractors_gives_the_target_alone():
+    from dataclasses import replace
+
+    solo = replace(CONFIG, max_distractors=0, min_span_frames=CONFIG.num_frames)
+    frames, record, scene = make_stvg(0, seed=0, config=solo)
+    assert len(scene) == 1 and record["span"] == [0.0, (CONFIG.num_frames - 1) / CONFIG.fps]
+    with pytest.raises(ValueError, match="max_distractors"):
+        SyntheticConfig(max_distractors=-1)

@@ -51,7 +51,8 @@ TASKS = ("stvg", "rec")
 class SyntheticConfig:
     """width, height: pixels; fps: frames per second; num_frames: frames per video (duration =
     num_frames / fps seconds); frames: the number of frames a model samples (frames_upbound), used to
-    snap the answer span as training does; max_distractors: 1..max_distractors other shapes;
+    snap the answer span as training does; max_distractors: 1..max_distractors other shapes (0: the
+    target alone, a pure localisation clip);
     min_span_frames: shortest visible interval of the target, in video frames;
     question_fraction: share of captions in the question form."""
 
@@ -71,8 +72,8 @@ class SyntheticConfig:
             raise ValueError(f"need num_frames >= 2 and fps > 0, got {self.num_frames}, {self.fps}")
         if not 1 <= self.min_span_frames <= self.num_frames:
             raise ValueError(f"min_span_frames must be in [1, {self.num_frames}], got {self.min_span_frames}")
-        if self.max_distractors < 1:
-            raise ValueError(f"max_distractors must be >= 1, got {self.max_distractors}")
+        if self.max_distractors < 0:
+            raise ValueError(f"max_distractors must be >= 0, got {self.max_distractors}")
 
 
 @dataclass
@@ -150,12 +151,15 @@ def _random_shape(rng, first: int, last: int, config: SyntheticConfig, motion: O
 
 def make_scene(rng, config: SyntheticConfig, still: bool = False) -> List[Shape]:
     """A target (element 0) visible over a random interval and 1..max_distractors distractors visible
-    in every frame, none overlapping any other, none with the target's colour and shape."""
+    in every frame (none with max_distractors 0), none overlapping any other, none with the target's
+    colour and shape."""
     n = config.num_frames
     length = int(rng.integers(config.min_span_frames, n + 1))
     first = int(rng.integers(0, n - length + 1))
     target = _random_shape(rng, first, first + length - 1, config, "still" if still else None)
     scene = [target]
+    if config.max_distractors == 0:
+        return scene
     wanted = int(rng.integers(1, config.max_distractors + 1))
     for _ in range(50 * wanted):
         if len(scene) > wanted:
