@@ -190,3 +190,42 @@ def test_too_many_frames_is_a_clear_error(models):
     video = torch.zeros(9, 3, 384, 384)  # 9 frames, 8 queries
     with pytest.raises(ValueError, match=r"images\[0\].*9 frames"):
         st_model.prepare_grounded_inputs(ids, None, None, None, None, [video], ["video"], [(384, 384)])
+
+
+def test_64_frame_layout_arithmetic_under_left_padding_and_truncation():
+    """The splice steps on synthetic features (no tower): 64 frames of 210 tokens, a shorter second item,
+    left padding, then a max length that cuts the last frames and the description."""
+    from llava_st.hosts.llava_next.interleave import (
+        finish_index, find_block, insert_queries, map_text_positions, pad_like_upstream,
+    )
+
+    F, S, D, IMG = 64, 210, 4, -200
+    config = type("Config", (), {"tokenizer_padding_side": "left", "tokenizer_model_max_length": None})()
+    items = [(torch.tensor([1, 2, IMG, 3, 4, 5]), [4, 5]), (torch.tensor([7, IMG, 8]), [2])]
+    seqs, labels, layouts, texts = [], [], [], []
+    for ids, text in items:
+        p = int((ids == IMG).nonzero()[0, 0])
+        frames = torch.arange(F * S, dtype=torch.float)[:, None].expand(F * S, D)
+        seq = torch.cat([torch.full((p, D), -1.0), frames, torch.full((len(ids) - p - 1, D), -2.0)])
+        block = find_block(ids, seq.shape[0], IMG, F, 0)
+        assert (block.start, block.length) == (p, F * S)
+        queries = torch.full((F, D), -3.0)
+        seq, lab, layout = insert_queries(seq, torch.zeros(seq.shape[0], dtype=torch.long), block, queries, "interleave", -100)
+        assert torch.equal(seq[layout.query_index], queries)
+        assert torch.equal(seq[layout.visual_index].reshape(F * S, D), frames)
+        seqs.append(seq), labels.append(lab), layouts.append(layout)
+        texts.append(map_text_positions(text, block, F))
+    assert texts == [[4 + F * (S + 1) - 1, 5 + F * (S + 1) - 1], [2 + F * (S + 1) - 1]]
+    _, _, mask, _, offsets = pad_like_upstream(config, seqs, labels, -100, training=False)
+    index = finish_index(layouts, texts, config, offsets)
+    assert offsets.tolist() == [0, 3] and mask.sum(1).tolist() == [6 - 1 + F * (S + 1), 3 - 1 + F * (S + 1)]
+    assert index.query_index[0].tolist() == [2 + f * (S + 1) + S for f in range(F)]
+    assert index.query_index[1].tolist() == [3 + 1 + f * (S + 1) + S for f in range(F)]
+
+    config.tokenizer_model_max_length = 2 + 60 * (S + 1) + 100  # 60 whole frames, the 61st cut before its query
+    embeds, _, _, _, offsets = pad_like_upstream(config, seqs, labels, -100, training=False)
+    index = finish_index(layouts, texts, config, offsets)
+    assert embeds.shape[1] == config.tokenizer_model_max_length and offsets.tolist() == [0, 0]
+    assert index.frame_mask.sum(1).tolist() == [60, 60]
+    assert index.visual_mask[0, 60].sum() == 100 and not index.frame_mask[0, 60]  # cut inside frame 60
+    assert not index.text_mask.any()
