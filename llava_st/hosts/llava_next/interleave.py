@@ -42,16 +42,20 @@ class ItemBlock:
 
 @contextlib.contextmanager
 def upstream_untruncated_right_padded(config):
-    """Run upstream's splice with no truncation, right padding and no position skipping."""
-    saved = {k: getattr(config, k, None) for k in ("tokenizer_model_max_length", "tokenizer_padding_side", "use_pos_skipping")}
-    config.tokenizer_model_max_length = None
-    config.tokenizer_padding_side = "right"
-    config.use_pos_skipping = False
+    """Run upstream's splice with no truncation, right padding and no position skipping; the config's
+    attributes are restored (or removed again) afterwards."""
+    settings = {"tokenizer_model_max_length": None, "tokenizer_padding_side": "right", "use_pos_skipping": False}
+    saved = {k: getattr(config, k) for k in settings if hasattr(config, k)}
+    for key, value in settings.items():
+        setattr(config, key, value)
     try:
         yield
     finally:
-        for key, value in saved.items():
-            setattr(config, key, value)
+        for key in settings:
+            if key in saved:
+                setattr(config, key, saved[key])
+            else:
+                delattr(config, key)
 
 
 def image_index_per_item(input_ids: Sequence[torch.Tensor], image_token_index: int) -> List[List[int]]:
