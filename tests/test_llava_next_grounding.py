@@ -272,3 +272,18 @@ def test_upstream_generate_with_queries_matches_the_grounder(trained, grounder, 
     )
     text = tokenizer.decode(out[0], skip_special_tokens=True).strip()
     assert text == grounder.ground(sample[0], [CAPTION], max_new_tokens=16)[0]["raw_text"] == "From 0.0s to 1.9s."
+
+
+def test_boxes_as_text_model_reads_its_boxes_from_the_answer(qwen_tokenizer, tiny_siglip_repo, sample):
+    """Table 7 row 1 (st_query_mode "none"): no queries, no decoder; the grounder runs and a tube's boxes
+    come from the answer text."""
+    from llava_st.hosts.llava_next.grounder import LlavaNextGrounder
+    from llava_st.testing.upstream import tiny_llava_st_qwen
+
+    tokenizer, model = tiny_llava_st_qwen(qwen_tokenizer, tiny_siglip_repo, st_query_mode="none")
+    grounder = LlavaNextGrounder(model, tokenizer, model.get_vision_tower().image_processor, frames=2)
+    (tube,) = grounder.ground(sample[0], [CAPTION], max_new_tokens=2, task="vtg")
+    assert set(tube) >= {"query", "span", "frames", "raw_text", "status"}
+    answer = "From 0.0s to 1.9s. 0.0s: [0.10, 0.25, 0.35, 0.75]; 1.9s: [0.60, 0.25, 0.85, 0.75]."
+    tube = grounder._tube(CAPTION, answer, [0.0, 1.9], None, tube["video"])
+    assert tube["span"] == [0.0, 1.9] and [f["box_norm"] for f in tube["frames"]] == [[0.1, 0.25, 0.35, 0.75], [0.6, 0.25, 0.85, 0.75]]

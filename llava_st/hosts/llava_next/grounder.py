@@ -16,6 +16,7 @@ from ...core.timespan import time_instruction
 from ...core.tube import assemble_tube
 from ...data.templates import instruction
 from ...data.video import read_video
+from ..hf.grounder import text_tube
 from .generation import Suffix, generate_grounded
 from .loader import load_st_model
 
@@ -56,16 +57,18 @@ class LlavaNextGrounder:
         tokenizer, model, image_processor = load_st_model(path, device=device, torch_dtype=torch_dtype or torch.float32)
         return cls(model, tokenizer, image_processor, frames, max_new_tokens)
 
-    def ground(self, video_path: str, descriptions: Sequence[str], frames: Optional[int] = None, max_new_tokens: Optional[int] = None) -> List[dict]:
-        """One tube (core/tube.py contract) per description; the video is encoded once."""
+    def ground(self, video_path: str, descriptions: Sequence[str], frames: Optional[int] = None, max_new_tokens: Optional[int] = None, task: str = "stvg") -> List[dict]:
+        """One tube (core/tube.py contract) per description; the video is encoded once. task: "stvg" or
+        "vtg" (the instruction template). Raises VideoReadError naming a missing or unreadable video and
+        ValueError for an empty description."""
+        suffixes = [self._suffix(instruction(task, d), d) for d in descriptions]
         pixels, sample, video = self._video(video_path, frames)
         prefix = prefix_text(time_instruction(sample.duration, sample.times))
-        suffixes = [self._suffix(instruction("stvg", d), d) for d in descriptions]
-        answers = self._generate(prefix, [pixels], ["video"], [video["size"]], suffixes, max_new_tokens or self.max_new_tokens or 32)
-        return [
-            assemble_tube(d, text, sample.times.tolist(), boxes, video["info"])
-            for d, (text, boxes) in zip(descriptions, answers)
-        ]
+        # Without a decoder (boxes as text) the answer carries a box per frame: ~20 tokens each.
+        limit = max_new_tokens or self.max_new_tokens or (32 if self.model.space_decoder is not None else 32 + 20 * sample.num_frames)
+        answers = self._generate(prefix, [pixels], ["video"], [video["size"]], suffixes, limit)
+        times = sample.times.tolist()
+        return [self._tube(d, text, times, boxes, video["info"]) for d, (text, boxes) in zip(descriptions, answers)]
 
     def ground_image(self, image_path: str, descriptions: Sequence[str], max_new_tokens: Optional[int] = None) -> List[dict]:
         """One tube per description with a single frame at t = 0 (span [0, 0])."""
@@ -76,7 +79,7 @@ class LlavaNextGrounder:
         info = {"path": str(image_path), "width": picture.width, "height": picture.height, "duration": 0.0, "fps": 0.0}
         suffixes = [self._suffix(instruction("rec", d), d) for d in descriptions]
         answers = self._generate(prefix_text(None), [pixels], ["image"], [picture.size], suffixes, max_new_tokens or self.max_new_tokens or 32)
-        return [assemble_tube(d, text, [0.0], boxes, info, span=(0.0, 0.0)) for d, (text, boxes) in zip(descriptions, answers)]
+        return [self._tube(d, text, [0.0], boxes, info, span=(0.0, 0.0)) for d, (text, boxes) in zip(descriptions, answers)]
 
     def answer(self, video_path: str, question: str, max_new_tokens: Optional[int] = None, frames: Optional[int] = None) -> str:
         """Plain video QA: the generated answer text."""
@@ -84,6 +87,13 @@ class LlavaNextGrounder:
         prefix = prefix_text(time_instruction(sample.duration, sample.times))
         suffix = Suffix(torch.tensor(self.tokenizer(suffix_text(question)).input_ids), [])
         return self._generate(prefix, [pixels], ["video"], [video["size"]], [suffix], max_new_tokens or self.max_new_tokens or 64)[0][0]
+
+    def _tube(self, description, text, frame_times, boxes, info, span=None) -> dict:
+        """The tube of one answer; a model without decoder (boxes-as-text ablation) gives its boxes in the
+        text (core.boxtext)."""
+        if self.model.space_decoder is None:
+            return text_tube(description, text, frame_times, info, span=span)
+        return assemble_tube(description, text, frame_times, boxes, info, span=span)
 
     def _video(self, video_path, frames):
         count = min(frames or self.frames, self.model.config.st_num_queries)
