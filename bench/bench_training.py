@@ -18,7 +18,7 @@ import torch
 
 from . import common, flops
 
-FRAMES, BATCH = 16, 2
+FRAMES, BATCH = 16, 1  # LLaVA-Video trains videos with per_device_train_batch_size 1
 QUICK_FRAMES = 4
 
 

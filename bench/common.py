@@ -180,6 +180,17 @@ def module_timer(module: torch.nn.Module) -> List[float]:
     return times
 
 
+def top_ops(fn: Callable[[], object], top: int = 8) -> List[dict]:
+    """torch.profiler over one call of fn: the `top` operators by own CPU time [{op, calls, self_cpu_s, share}]."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    return [{"op": e.key, "calls": e.count, "self_cpu_s": round(e.self_cpu_time_total / 1e6, 4), "share": round(e.self_cpu_time_total / total, 4)} for e in events[:top]]
+
+
 def median(values) -> float:
     return float(statistics.median(values))
 
