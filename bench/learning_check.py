@@ -14,10 +14,11 @@ official convention at 1 fps). Variants:
 The number of queries (Table 9) is not a meaningful variant here: the synthetic clips have 8 frames and a
 query without a frame is never used.
 
-    python -m bench.learning_check [--box-steps N] [--task-steps N] [--variants full,queries_after,...]
+    python -m bench.learning_check [--scale 0.5] [--variants full,queries_after,...]
 
 Writes bench/results/learning_check.json and prints a markdown table (README "Demo" section). Budget:
-each variant costs about (box_steps + task_steps) x 1-2 s on one CPU core of this machine.
+each variant costs about Recipe().steps x 1-2 s on one CPU core of this machine (--scale shrinks every
+stage's steps by the same factor).
 """
 
 import argparse
@@ -78,8 +79,7 @@ def main(argv=None) -> int:
     from llava_st.demo import Recipe
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--box-steps", type=int, default=Recipe.box_steps)
-    p.add_argument("--task-steps", type=int, default=Recipe.task_steps)
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (the budget)")
     p.add_argument("--train-videos", type=int, default=Recipe.train_videos)
     p.add_argument("--num-videos", type=int, default=40, help="held-out videos per variant")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from: " + ", ".join(VARIANTS))
@@ -90,7 +90,9 @@ def main(argv=None) -> int:
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
         p.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
-    recipe = replace(Recipe(), box_steps=args.box_steps, task_steps=args.task_steps, train_videos=args.train_videos)
+    base = Recipe()
+    stages = tuple(replace(s, steps=max(1, round(s.steps * args.scale)), warmup=round(s.warmup * args.scale)) for s in base.stages)
+    recipe = replace(base, stages=stages, train_videos=args.train_videos)
     load_before = os.getloadavg()[0]
     rows = [run_variant(name, recipe, args.num_videos) for name in names]
     out = {
