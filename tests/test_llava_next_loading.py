@@ -45,6 +45,11 @@ def test_registered_with_auto_classes_and_on_transformers():
     assert isinstance(AutoConfig.for_model("llava_st_qwen"), LlavaSTQwenConfig)
     assert AutoModelForCausalLM._model_mapping[LlavaSTQwenConfig] is LlavaSTQwenForCausalLM
     assert transformers.LlavaSTQwenForCausalLM is LlavaSTQwenForCausalLM
+    # transformers 4.45 replaces its module object when processing_utils is first imported (the
+    # transformers host imports it); the registration must still be on the module `import` returns.
+    import llava_st.hosts.hf  # noqa: F401
+
+    assert sys.modules["transformers"].LlavaSTQwenForCausalLM is LlavaSTQwenForCausalLM
 
 
 def _video_batch(tokenizer):

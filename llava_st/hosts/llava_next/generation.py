@@ -65,12 +65,13 @@ def generate_grounded(model, prefix_ids: torch.Tensor, images, modalities, image
             boxes = model.space_decoder(hidden, _with_text(index, [P + int(p) for p in suffix.description]))[0]
         tokens = []
         last = suffix_hidden[:, -1:]
-        for _ in range(max_new_tokens):
+        for step in range(max_new_tokens):
             token = int(model.lm_head(last)[0, -1].argmax())
             if token == eos_token_id:
                 break
             tokens.append(token)
-            last = _run(model, embed(torch.tensor([[token]], device=device)), cache)
+            if step + 1 < max_new_tokens:
+                last = _run(model, embed(torch.tensor([[token]], device=device)), cache)
         cache.crop(P)
         answers.append(GroundedAnswer(tokens, boxes))
     return answers

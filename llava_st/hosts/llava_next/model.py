@@ -64,6 +64,11 @@ def text_positions_from_batch(text_index: Optional[torch.Tensor], text_mask: Opt
     return [row[m].tolist() for row, m in zip(text_index, text_mask.bool())]
 
 
+def _modality(modalities: List[str], image_idx: int) -> str:
+    """Modality of images[image_idx]; upstream treats images beyond the modalities list as images."""
+    return modalities[image_idx] if image_idx < len(modalities) else "image"
+
+
 class LlavaSTQwenForCausalLM(LlavaQwenForCausalLM):
     config_class = LlavaSTQwenConfig
 
@@ -153,13 +158,13 @@ class LlavaSTQwenForCausalLM(LlavaQwenForCausalLM):
     def _check_frame_counts(self, images, modalities):
         """Fail before encoding when a video has more frames than there are queries."""
         for i, image in enumerate(images):
-            if modalities[i] == "video" and image.ndim == 4 and image.shape[0] > self.config.st_num_queries:
+            if _modality(modalities, i) == "video" and image.ndim == 4 and image.shape[0] > self.config.st_num_queries:
                 raise ValueError(f"images[{i}]: a video of {image.shape[0]} frames needs 1..{self.config.st_num_queries} queries")
 
     def _block_and_queries(self, ids, spliced_len, images, modalities, image_idx, item):
         """The visual block of batch item `item` and the ids of the queries it gets."""
         image = images[image_idx]
-        is_video = modalities[image_idx] == "video" and (isinstance(images, list) or images.ndim == 5)
+        is_video = _modality(modalities, image_idx) == "video" and (isinstance(images, list) or images.ndim == 5)
         num_frames = image.shape[0] if is_video and image.ndim == 4 else 1
         trailing = int(
             is_video

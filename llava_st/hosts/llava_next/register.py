@@ -2,7 +2,14 @@
 
 Upstream's `get_model` (llava/train/train.py @ df17966) resolves `--model_class_name X` as
 `getattr(transformers, "XForCausalLM")`; Auto* classes resolve checkpoints by `model_type`.
+
+transformers 4.45 re-creates its module object the first time `transformers.processing_utils` is
+imported (`direct_transformers_import` re-executes `transformers/__init__.py` into sys.modules), which
+drops attributes set on the old object. `register` therefore triggers that import first and sets the
+class on every `transformers` module object in use: sys.modules', this module's and upstream train's.
 """
+
+import sys
 
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM
@@ -13,10 +20,21 @@ from .model import LlavaSTQwenForCausalLM
 MODEL_CLASS_NAME = "LlavaSTQwen"
 
 
+def _transformers_modules():
+    import transformers.processing_utils  # noqa: F401  (see the module docstring)
+
+    modules = [transformers, sys.modules["transformers"]]
+    upstream_train = sys.modules.get("llava.train.train")
+    if upstream_train is not None:
+        modules.append(upstream_train.transformers)
+    return {id(m): m for m in modules}.values()
+
+
 def register() -> None:
     """Register LlavaSTQwen with AutoConfig / AutoModelForCausalLM and on the transformers module
     (idempotent)."""
     AutoConfig.register(LlavaSTQwenConfig.model_type, LlavaSTQwenConfig, exist_ok=True)
     AutoModelForCausalLM.register(LlavaSTQwenConfig, LlavaSTQwenForCausalLM, exist_ok=True)
-    setattr(transformers, MODEL_CLASS_NAME + "Config", LlavaSTQwenConfig)
-    setattr(transformers, MODEL_CLASS_NAME + "ForCausalLM", LlavaSTQwenForCausalLM)
+    for module in _transformers_modules():
+        setattr(module, MODEL_CLASS_NAME + "Config", LlavaSTQwenConfig)
+        setattr(module, MODEL_CLASS_NAME + "ForCausalLM", LlavaSTQwenForCausalLM)
