@@ -104,7 +104,7 @@ def trained(qwen_tokenizer, tiny_siglip_repo, sample):
     with_grad = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     query_grad = model.get_input_embeddings().weight.grad[list(model.config.st_query_token_ids)].abs().sum(-1)
     with torch.no_grad():
-        (_, position_ids, mask, _, embeds, labels), index = model.prepare_grounded_inputs(
+        (_, _, mask, _, embeds, labels), index = model.prepare_grounded_inputs(
             batch["input_ids"], None, batch["attention_mask"], None, batch["labels"], batch["images"], batch["modalities"],
             batch["image_sizes"], text_positions=[batch["grounding_text_index"][0].tolist()],
         )
@@ -176,7 +176,7 @@ def test_cached_prefix_boxes_equal_a_full_forward(trained, grounder, sample):
     from llava_st.hosts.llava_next.grounder import prefix_text, suffix_text
 
     tokenizer, model, batch = trained[:3]
-    frames, fs = read_video(sample[0], frames_upbound=2, force_sample=True)
+    _, fs = read_video(sample[0], frames_upbound=2, force_sample=True)
     prefix = tokenizer_image_token(prefix_text(time_instruction(fs.duration, fs.times)), tokenizer, return_tensors="pt")
     suffix_ids = tokenizer(suffix_text(instruction("stvg", CAPTION))).input_ids
     suffix = Suffix(torch.tensor(suffix_ids), description_token_positions(suffix_ids, tokenizer, CAPTION))

@@ -48,8 +48,8 @@ def _ids(tokenizer, before: str, after: str) -> torch.Tensor:
 def batch(models):
     """Two items: a 2-frame video (longer text) and an anyres image; description positions (in each
     item's unpadded input_ids) include one before the placeholder."""
-    from PIL import Image
     from llava.mm_utils import process_images
+    from PIL import Image
 
     tokenizer, st_model, _ = models
     video_ids = _ids(tokenizer, "<|im_start|>user\n", "\nWhere is the red box moving to the right?")
@@ -101,7 +101,7 @@ def _upstream_embeds(upstream, ids, images, modality, size):
     ],
 )
 def test_queries_sit_after_each_frame_and_after_the_image(models, batch, newline, pool, side):
-    tokenizer, st_model, upstream = models
+    _, st_model, upstream = models
     from llava.constants import IMAGE_TOKEN_INDEX
 
     for m in (st_model, upstream):
@@ -160,7 +160,7 @@ def test_queries_sit_after_each_frame_and_after_the_image(models, batch, newline
 
 
 def test_truncation_drops_cut_frames_and_text(models, batch):
-    tokenizer, st_model, upstream = models
+    _, st_model, _ = models
     st_model.config.mm_newline_position = "grid"
     st_model.config.mm_spatial_pool_mode = "bilinear"
     st_model.config.tokenizer_padding_side = "right"
@@ -170,7 +170,7 @@ def test_truncation_drops_cut_frames_and_text(models, batch):
     st_model.config.tokenizer_model_max_length = cut
     try:
         with torch.no_grad():
-            (_, _, out_mask, _, embeds, labels), index = st_model.prepare_grounded_inputs(
+            (_, _, _, _, embeds, labels), index = st_model.prepare_grounded_inputs(
                 ids, None, mask, None, ids.clone(), batch["images"][:1], ["video"], batch["sizes"][:1], text_positions=batch["text"][:1]
             )
     finally:
@@ -183,7 +183,7 @@ def test_truncation_drops_cut_frames_and_text(models, batch):
 
 
 def test_too_many_frames_is_a_clear_error(models):
-    tokenizer, st_model, _ = models
+    _, st_model, _ = models
     from llava.constants import IMAGE_TOKEN_INDEX
 
     ids = torch.tensor([[1, IMAGE_TOKEN_INDEX, 2]])
@@ -196,7 +196,11 @@ def test_64_frame_layout_arithmetic_under_left_padding_and_truncation():
     """The splice steps on synthetic features (no tower): 64 frames of 210 tokens, a shorter second item,
     left padding, then a max length that cuts the last frames and the description."""
     from llava_st.hosts.llava_next.interleave import (
-        finish_index, find_block, insert_queries, map_text_positions, pad_like_upstream,
+        find_block,
+        finish_index,
+        insert_queries,
+        map_text_positions,
+        pad_like_upstream,
     )
 
     F, S, D, IMG = 64, 210, 4, -200

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 def test_import_llava_st_does_not_import_upstream():
     code = "import sys, llava_st, llava_st.core; sys.exit('llava' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 @upstream

@@ -9,6 +9,7 @@ drops attributes set on the old object. `register` therefore triggers that impor
 class on every `transformers` module object in use: sys.modules', this module's and upstream train's.
 """
 
+import importlib
 import sys
 
 import transformers
@@ -21,7 +22,7 @@ MODEL_CLASS_NAME = "LlavaSTQwen"
 
 
 def _transformers_modules():
-    import transformers.processing_utils  # noqa: F401  (see the module docstring)
+    importlib.import_module("transformers.processing_utils")  # see the module docstring
 
     modules = [transformers, sys.modules["transformers"]]
     upstream_train = sys.modules.get("llava.train.train")
