@@ -85,10 +85,11 @@ def _fit(model, optimizer, inputs, steps):
 def trained(qwen_tokenizer, tiny_siglip_repo, sample):
     """A tiny ST model (hidden 128, RoPE base 10^4 so that 30 steps suffice) overfitted on the sample.
 
-    Step 1 runs the whole path (tower, projector, queries); the tower is frozen and the projector has
-    learned nothing visible after it, so the remaining steps reuse the spliced sequence and its
-    GroundingIndex through forward(inputs_embeds=..., grounding_index=...) instead of re-encoding the
-    frames each step. Returns (tokenizer, model, batch, spliced inputs, optimizer, losses per step,
+    Step 1 runs the whole path (frozen tower, projector, query rows, LLM, decoder) and records which
+    parameters got a gradient. To keep the test fast on 2 CPU cores, steps 2-30 then reuse the spliced
+    sequence (computed once after step 1) and its GroundingIndex through forward(inputs_embeds=...,
+    grounding_index=...): they train the LLM and the decoder, with projector and query rows fixed (the
+    grounder later recomputes exactly that sequence). Returns (tokenizer, model, batch, spliced inputs, optimizer, losses per step,
     (names of parameters with a gradient in the full step, |gradient| per query row [N + 1])).
     """
     from llava_st.testing.upstream import tiny_llava_st_qwen
