@@ -55,7 +55,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = common.parser(__doc__.splitlines()[0], repeats=7).parse_args(argv)
+    args = common.parser(__doc__.splitlines()[0], repeats=15).parse_args(argv)
     common.setup_logging()
     error = common.prepare(args)
     if error:

@@ -4,8 +4,8 @@ plus the analytic FLOPs of queries + decoder at LLaVA-Video-7B scale.
 A step is forward + backward + AdamW step of the mid-size model on a batch built by the host's own data
 path (GroundingDataset + GroundingCollator on a real STVG mp4, 16 frames, LLaVA-Video data arguments).
 ST off is the same host with `st_query_mode="none"` (upstream's model and loss on the same batch).
-Each variant runs in its own process so that its peak resident memory (ru_maxrss) is its own. The
-vision tower is frozen and cached (the same for both variants). FlopCounterMode counts the decoder's
+Step times come from both variants in one process, steps alternating (off, on, off, ...); peak
+memory from each variant alone in its own process (ru_maxrss, or CUDA's peak allocation). The vision tower is frozen and cached (the same for both variants). FlopCounterMode counts the decoder's
 FLOPs at the mid-size configuration to check the analytic formula used at 7B.
 """
 
@@ -27,10 +27,8 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def variant(name: str, args) -> dict:
-    """Run the steps of one variant in this process; returns its timings and memory."""
-    from torch.utils.flop_counter import FlopCounterMode
-
+def setup(name: str, args):
+    """(model in train mode, batch, step function) of one variant; a step is forward + backward + AdamW."""
     from llava_st.hosts.llava_next.dataset import GroundingCollator, GroundingDataset
 
     frames = QUICK_FRAMES if args.quick else FRAMES
@@ -53,6 +51,16 @@ def variant(name: str, args) -> dict:
         optimizer.zero_grad(set_to_none=True)
         return loss
 
+    return model, batch, step
+
+
+def variant(name: str, args) -> dict:
+    """One variant alone in this process: its peak memory over a warmup step and `repeats` steps (and,
+    for ST on, the decoder's counted FLOPs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    frames = QUICK_FRAMES if args.quick else FRAMES
+    model, batch, step = setup(name, args)
     before = rss_mb()
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -85,7 +93,7 @@ def run(args) -> int:
     record = common.Record("training", args, "llava_next", {"llm": common.MID_LLM, "frames": frames, "batch": BATCH, "tokens_per_frame": common.TOKENS_PER_FRAME, "optimizer": "AdamW", "vision": "frozen, cached"})
     results = {}
     for name in ("st_off", "st_on"):
-        cmd = [sys.executable, "-m", "bench.bench_training", "--variant", name, "--device", args.device, "--repeats", str(args.repeats), "--threads", str(args.threads)]
+        cmd = [sys.executable, "-m", "bench.bench_training", "--variant", name, "--device", args.device, "--repeats", "1", "--threads", str(args.threads)]
         if args.quick:
             cmd.append("--quick")
         done = subprocess.run(cmd, cwd=common.ROOT, capture_output=True, text=True, timeout=1200)
@@ -93,15 +101,22 @@ def run(args) -> int:
             common.logger.error("%s failed:\n%s", name, done.stderr[-3000:])
             return 1
         results[name] = json.loads(done.stdout.strip().splitlines()[-1])
-        common.logger.info("%s: %s", name, {k: results[name][k] for k in ("median_step_s", "peak_rss_mb")})
+        common.logger.info("%s: peak RSS %.0f MB", name, results[name]["peak_rss_mb"])
+    steps = {}
+    for name in ("st_off", "st_on"):
+        _, _, steps[name] = setup(name, args)
+    times = common.time_interleaved(steps, args.repeats, args.device, warmup=1)
+    step_s = {k: common.median(v) for k, v in times.items()}
     on, off = results["st_on"], results["st_off"]
-    time_ratio = on["median_step_s"] / off["median_step_s"]
+    time_ratio = step_s["st_on"] / step_s["st_off"]
     memory = "peak_cuda_mb" if "peak_cuda_mb" in on else "peak_rss_mb"
     memory_ratio = on[memory] / off[memory]
     activation_ratio = (on["peak_rss_mb"] - on["rss_before_steps_mb"]) / max(off["peak_rss_mb"] - off["rss_before_steps_mb"], 1e-6)
     seven_b = flops.st_overhead(64, common.TOKENS_PER_FRAME, 600, 12, common.QWEN2_7B)
     record.data["results"] = {
-        "variants": results,
+        "step_s": {k: [round(x, 4) for x in v] for k, v in times.items()},
+        "median_step_s": {k: round(v, 4) for k, v in step_s.items()},
+        "memory_runs": results,
         "step_time_ratio": round(time_ratio, 4),
         "peak_memory_ratio": round(memory_ratio, 4),
         "peak_memory_measure": memory,
@@ -125,7 +140,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    p = common.parser(__doc__.splitlines()[0], repeats=5)
+    p = common.parser(__doc__.splitlines()[0], repeats=6)
     p.add_argument("--variant", choices=("st_on", "st_off"), help="(internal) run one variant and print its JSON")
     args = p.parse_args(argv)
     common.setup_logging()

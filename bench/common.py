@@ -21,7 +21,7 @@ RESULTS = ROOT / "bench" / "results"
 CACHE = Path(os.environ.get("LLAVA_ST_BENCH_CACHE", ROOT / ".cache" / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_CACHE", str(CACHE / "hub"))
+os.environ["HF_HUB_CACHE"] = str(CACHE / "hub")  # only the fake tiny SigLIP repo is read from it
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
