@@ -6,7 +6,7 @@ The demo, on the CPU:
  2. loads the committed checkpoint (checkpoints/llava-st-demo, transformers host) with api.load_grounder;
  3. grounds every description and scores the tubes (eval.drivers: m_tIoU, m_vIoU, vIoU@0.3/0.5), writing
     tubes.json, metrics.json, table.md and mp4s with the predicted (green) and true (red) boxes;
- 4. trains the checkpoint a few steps on new clips and plots the text and space losses (loss_curve.png).
+ 4. trains the checkpoint 30 steps on 4 new clips and plots the text and space losses (loss_curve.png).
 Everything goes under demo_out/; a rerun reuses the videos and predictions already there.
 
 The recipe (`--train-checkpoint`) trains a tiny LLaVA-OneVision (SigLIP 32 px / patch 4, Qwen2 hidden 128,
@@ -231,15 +231,15 @@ def evaluate_checkpoint(checkpoint, out_dir, num_videos: int = 40, seed: int = H
     return result
 
 
-def short_training(checkpoint, out_dir, steps: int = 30, clips: int = 8, seed: int = 7) -> List[dict]:
-    """Train `checkpoint` for `steps` steps on `clips` new synthetic clips (batch 4, seed `seed`), in
-    memory (the checkpoint is not changed). Writes loss_curve.png and losses.json under `out_dir`;
+def short_training(checkpoint, out_dir, steps: int = 30, clips: int = 4, seed: int = 7) -> List[dict]:
+    """Train `checkpoint` for `steps` steps on `clips` new synthetic clips (batch = clips, so every step
+    sees all of them; lr 1e-3; seed `seed`), in memory (the checkpoint is not changed). Writes loss_curve.png and losses.json under `out_dir`;
     returns the log rows (step, loss, loss_text, loss_l1, loss_giou)."""
     from .hosts.hf.train import train_hf
 
     data = Path(out_dir) / "data"
     records = write_split(data, clips, seed, VIDEOS, "finetune")
-    result = train_hf(str(checkpoint), records, data, frames=FRAMES, max_steps=steps, batch_size=4, learning_rate=3e-4, seed=seed, logging_steps=1, disable_tqdm=False)
+    result = train_hf(str(checkpoint), records, data, frames=FRAMES, max_steps=steps, batch_size=clips, learning_rate=1e-3, seed=seed, logging_steps=1, disable_tqdm=False)
     rows = [r for r in result.log_history if "loss_text" in r]
     (Path(out_dir) / "losses.json").write_text(json.dumps(rows, indent=1))
     plot_losses(rows, Path(out_dir) / "loss_curve.png")
