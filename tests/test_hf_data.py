@@ -11,7 +11,7 @@ from llava_st.core.boxtext import format_boxes_text
 from llava_st.core.config import STConfig
 from llava_st.data.templates import REC_ANSWER
 from llava_st.hosts.hf.data import IGNORE_INDEX, STCollator, STDataset
-from llava_st.hosts.hf.grounder import text_tube
+from llava_st.core.tube import text_tube
 from llava_st.testing.hf import build_tiny_st
 
 

@@ -12,9 +12,11 @@ import io
 import json
 from typing import Iterable, Optional, Sequence
 
+import numpy as np
 import torch
 
-from .boxes import cxcywh_to_xyxy, denormalize_xyxy
+from .boxes import cxcywh_to_xyxy, denormalize_xyxy, xyxy_to_cxcywh
+from .boxtext import parse_boxes_text
 from .timespan import parse_span, span_frame_mask
 
 
@@ -61,6 +63,18 @@ def assemble_tube(
             }
         )
     return tube
+
+
+def text_tube(query: str, raw_text: str, frame_times: Sequence[float], video: dict, span=None) -> dict:
+    """Tube of the boxes-as-text ablation (query_mode "none"): the span and boxes parsed from the answer
+    (core.boxtext), each sampled frame (times in seconds) taking the parsed box nearest in time."""
+    _, parsed = parse_boxes_text(raw_text)
+    if not parsed:
+        return assemble_tube(query, raw_text, frame_times, None, video, span=span)
+    times = np.array(sorted(parsed))
+    nearest = [float(times[np.abs(times - t).argmin()]) for t in frame_times]
+    boxes = xyxy_to_cxcywh(torch.tensor([parsed[t] for t in nearest], dtype=torch.float32))
+    return assemble_tube(query, raw_text, frame_times, boxes, video, span=span)
 
 
 def tubes_to_json(tubes: Iterable[dict]) -> str:

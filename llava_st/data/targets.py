@@ -8,12 +8,13 @@ time, if one lies within `max_gap` seconds.
 """
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
-from ..core.boxes import normalize_xyxy, xyxy_to_cxcywh
+from ..core.boxes import cxcywh_to_xyxy, normalize_xyxy, xyxy_to_cxcywh
+from ..core.boxtext import format_boxes_text
 from ..core.timespan import snap_span, span_frame_mask
 
 
@@ -68,3 +69,11 @@ def image_targets(record: dict) -> FrameTargets:
     xyxy = torch.tensor([annotated[0]["xyxy"]], dtype=torch.float32)
     norm = normalize_xyxy(xyxy, record["width"], record["height"])
     return FrameTargets(xyxy_to_cxcywh(norm), torch.ones(1, dtype=torch.bool), None)
+
+
+def boxes_answer(span, targets: FrameTargets, frame_times: Sequence[float]) -> str:
+    """The boxes-as-text answer (query_mode "none"): the span and the normalised xyxy box of every
+    sampled frame that has a target (times in seconds)."""
+    xyxy = cxcywh_to_xyxy(targets.boxes_cxcywh)
+    frames = [(float(frame_times[i]), xyxy[i].tolist()) for i in targets.mask.nonzero()[:, 0].tolist()]
+    return format_boxes_text(span[0], span[1], frames)

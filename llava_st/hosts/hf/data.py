@@ -15,11 +15,9 @@ import torch
 from torch.utils.data import Dataset
 
 from ...core.batch import GROUNDING_BOX_MASK, GROUNDING_BOXES, GROUNDING_TEXT_INDEX, GROUNDING_TEXT_MASK
-from ...core.boxes import cxcywh_to_xyxy
-from ...core.boxtext import format_boxes_text
 from ...core.layout import description_token_positions
 from ...core.timespan import format_span
-from ...data.targets import FrameTargets, frame_targets, image_targets
+from ...data.targets import FrameTargets, boxes_answer, frame_targets, image_targets
 from ...data.templates import REC_ANSWER, instruction
 from ...data.video import read_video
 from .processor import pad_ids
@@ -41,14 +39,6 @@ def load_image(path: str) -> np.ndarray:
 
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
-
-
-def boxes_answer(span, targets: FrameTargets, frame_times: Sequence[float]) -> str:
-    """The boxes-as-text answer (query_mode "none"): the span and the normalised xyxy box of every
-    sampled frame that has a target (times in seconds)."""
-    xyxy = cxcywh_to_xyxy(targets.boxes_cxcywh)
-    frames = [(float(frame_times[i]), xyxy[i].tolist()) for i in targets.mask.nonzero()[:, 0].tolist()]
-    return format_boxes_text(span[0], span[1], frames)
 
 
 class STDataset(Dataset):

@@ -9,14 +9,11 @@ instruction's description states, and the cache is cropped back to the prefix.
 import logging
 from typing import List, Optional, Sequence
 
-import numpy as np
 import torch
 from transformers import DynamicCache
 
-from ...core.boxes import xyxy_to_cxcywh
-from ...core.boxtext import parse_boxes_text
 from ...core.layout import description_token_positions
-from ...core.tube import assemble_tube
+from ...core.tube import assemble_tube, text_tube
 from ...data.templates import instruction
 from ...data.video import read_video
 from .data import load_image
@@ -36,18 +33,6 @@ def check_descriptions(descriptions: Sequence[str]) -> List[str]:
         if not isinstance(d, str) or not d.strip():
             raise ValueError(f"description {n} is empty: {d!r}")
     return out
-
-
-def text_tube(query: str, raw_text: str, frame_times: Sequence[float], video: dict, span=None) -> dict:
-    """Tube of the boxes-as-text ablation (query_mode "none"): the span and boxes parsed from the answer
-    (core.boxtext), each sampled frame (times in seconds) taking the parsed box nearest in time."""
-    _, parsed = parse_boxes_text(raw_text)
-    if not parsed:
-        return assemble_tube(query, raw_text, frame_times, None, video, span=span)
-    times = np.array(sorted(parsed))
-    nearest = [float(times[np.abs(times - t).argmin()]) for t in frame_times]
-    boxes = xyxy_to_cxcywh(torch.tensor([parsed[t] for t in nearest], dtype=torch.float32))
-    return assemble_tube(query, raw_text, frame_times, boxes, video, span=span)
 
 
 class HFGrounder:

@@ -39,7 +39,7 @@ from ...core.timespan import format_frame_times, format_span, snap_span
 from ...data.schema import validate_record
 from ...data.targets import frame_targets, image_targets
 from ...data.video import VideoReadError, read_video
-from ..hf.data import boxes_answer
+from ...data.targets import boxes_answer
 
 logger = logging.getLogger(__name__)
 

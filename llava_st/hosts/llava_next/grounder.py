@@ -16,7 +16,7 @@ from ...core.timespan import time_instruction
 from ...core.tube import assemble_tube
 from ...data.templates import instruction
 from ...data.video import read_video
-from ..hf.grounder import text_tube
+from ...core.tube import text_tube
 from .generation import Suffix, generate_grounded
 from .loader import load_st_model
 
