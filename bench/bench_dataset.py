@@ -17,7 +17,10 @@ def run(args) -> int:
     from llava.train import train as upstream
     from llava.train.train import LazySupervisedDataset
 
-    from llava_st.hosts.llava_next.dataset import GroundingDataset, read_video_for_upstream
+    from llava_st.hosts.llava_next.dataset import (
+        GroundingDataset,
+        read_video_for_upstream,
+    )
 
     frames = 8 if args.quick else 64
     root, path = common.stvg_sample()

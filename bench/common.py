@@ -24,7 +24,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ["HF_HUB_CACHE"] = str(CACHE / "hub")  # only the fake tiny SigLIP repo is read from it
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
+import torch
 
 logger = logging.getLogger("bench")
 

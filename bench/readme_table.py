@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import List
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 ORDER = ("tube_latency", "multi_description", "training", "dataset", "metrics")
