@@ -109,17 +109,21 @@ def stvg_query_scores(
     gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
     pred_boxes = np.asarray(pred_boxes, dtype=np.float64).reshape(-1, 4)
     has_gt = np.isfinite(gt_boxes).all(1)
-    has_pred = np.isfinite(pred_boxes).all(1)
-    both = has_gt & has_pred
+    both = has_gt & np.isfinite(pred_boxes).all(1)
     iou = np.zeros(frame_ids.shape[0])
     if both.any():
         iou[both] = paired_box_iou(torch.from_numpy(pred_boxes[both]), torch.from_numpy(gt_boxes[both])).double().numpy()
+    return _stvg_scores_from_iou(frame_ids, gt_span, pred_span, has_gt, iou, end_inclusive)
+
+
+def _stvg_scores_from_iou(frame_ids, gt_span, pred_span, has_gt, iou, end_inclusive: bool) -> Dict[str, float]:
+    """The metrics of one query from its per-grid-frame box IoU [N] (0 where a box is missing)."""
     in_gt = _in_span(frame_ids, gt_span, end_inclusive)
-    in_pred = _in_span(frame_ids, pred_span, end_inclusive)
     gt_frames = in_gt & has_gt
     gt_viou = float(iou[gt_frames].sum() / max(int(gt_frames.sum()), 1))
     if pred_span is None:
         return {"tiou": 0.0, "viou": 0.0, "gt_viou": gt_viou}
+    in_pred = _in_span(frame_ids, pred_span, end_inclusive)
     hull = (min(gt_span[0], pred_span[0]), max(gt_span[1], pred_span[1]))
     union = int(_in_span(frame_ids, hull, end_inclusive).sum())
     viou = float(iou[in_gt & in_pred].sum() / max(union, 1))
@@ -157,7 +161,7 @@ def boxes_on_grid(times: Sequence[float], boxes_xyxy, grid_times: np.ndarray, sp
     times = np.asarray(times, dtype=np.float64)
     if times.size == 0:
         return out
-    order = np.argsort(times)
+    order = np.argsort(times, kind="stable")
     times = times[order]
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)[order]
     grid_times = np.asarray(grid_times, dtype=np.float64)
@@ -167,11 +171,72 @@ def boxes_on_grid(times: Sequence[float], boxes_xyxy, grid_times: np.ndarray, sp
         for k in range(4):
             out[inside, k] = np.interp(grid_times[inside], times, boxes[:, k])
         return out
-    nearest = np.abs(grid_times[:, None] - times[None, :]).argmin(1)  # [N]
+    # nearest given time of every grid time (ties to the earlier one), by binary search
+    right = np.clip(np.searchsorted(times, grid_times), 1, max(times.size - 1, 1))
+    left = right - 1
+    if times.size == 1:
+        nearest = np.zeros(grid_times.shape, dtype=np.int64)
+    else:
+        nearest = np.where(np.abs(grid_times - times[left]) <= np.abs(times[right] - grid_times), left, right)
     step = np.median(np.diff(grid_times)) if grid_times.size > 1 else 1.0
     close = np.abs(times[nearest] - grid_times) <= step / 2 + 1e-6
     out[close] = boxes[nearest[close]]
     return out
+
+
+@dataclass
+class _STVGQuery:
+    """One query on its frame grid: ids int [N]; gt/pred float [N, 4] pixel xyxy (NaN: no box);
+    gt_span/pred_span (first, last) frame indices or None."""
+
+    ids: np.ndarray
+    gt_boxes: np.ndarray
+    pred_boxes: np.ndarray
+    gt_span: tuple
+    pred_span: Optional[tuple]
+
+
+def _stvg_query(record: dict, tube: Optional[dict], convention: STVGConvention, grids: dict) -> _STVGQuery:
+    fps = float(record["fps"])
+    total = int(round(float(record["duration"]) * fps))
+    key = (total, fps)
+    if key not in grids:
+        grids[key] = grid_frame_ids(total, fps, convention)
+    ids = grids[key]
+    grid_t = ids / fps
+    gt = record["boxes"]
+    gt_t = np.fromiter((b["t"] for b in gt), dtype=np.float64, count=len(gt))
+    gt_boxes = boxes_on_grid(gt_t, [b["xyxy"] for b in gt], grid_t, interpolate=False)
+    pred_span = seconds_to_frame_span(None if tube is None else tube.get("span"), fps)
+    if pred_span is None:
+        pred_boxes = np.full_like(gt_boxes, np.nan)
+    else:
+        # Boxes fill the grid frames of the frame-rounded span, the same frames its tIoU counts.
+        frames = tube.get("frames") or []
+        span_t = (pred_span[0] / fps, pred_span[1] / fps)
+        pred_t = np.fromiter((f["t"] for f in frames), dtype=np.float64, count=len(frames))
+        pred_boxes = boxes_on_grid(pred_t, [f["box_xyxy"] for f in frames], grid_t, span=span_t)
+    return _STVGQuery(ids, gt_boxes, pred_boxes, _gt_frame_span(record, fps, gt_t), pred_span)
+
+
+def score_stvg_many(pairs: Iterable, convention: STVGConvention = HCSTVG_OFFICIAL) -> List[Dict[str, float]]:
+    """score_stvg over many (record, tube) pairs at once: the box IoUs of every query's frames are
+    computed in one vectorised pass. Returns one score dict per pair, in order."""
+    grids: dict = {}
+    queries = [_stvg_query(record, tube, convention, grids) for record, tube in pairs]
+    both = [np.isfinite(q.gt_boxes).all(1) & np.isfinite(q.pred_boxes).all(1) for q in queries]
+    if not queries:
+        return []
+    pred = np.concatenate([q.pred_boxes[m] for q, m in zip(queries, both)])
+    gt = np.concatenate([q.gt_boxes[m] for q, m in zip(queries, both)])
+    flat = paired_box_iou(torch.from_numpy(pred), torch.from_numpy(gt)).double().numpy() if len(pred) else np.zeros(0)
+    bounds = np.cumsum([0] + [int(m.sum()) for m in both])
+    scores = []
+    for n, (q, m) in enumerate(zip(queries, both)):
+        iou = np.zeros(q.ids.shape[0])
+        iou[m] = flat[bounds[n] : bounds[n + 1]]
+        scores.append(_stvg_scores_from_iou(q.ids, q.gt_span, q.pred_span, np.isfinite(q.gt_boxes).all(1), iou, convention.end_inclusive))
+    return scores
 
 
 def score_stvg(record: dict, tube: Optional[dict], convention: STVGConvention = HCSTVG_OFFICIAL) -> Dict[str, float]:
@@ -181,21 +246,14 @@ def score_stvg(record: dict, tube: Optional[dict], convention: STVGConvention = 
     ground-truth frames are those of its boxes (gt_frame_span).
     tube: {"span": seconds or None, "frames": [{"t", "box_xyxy"}]}; None or a span of None = no prediction.
     """
-    fps = float(record["fps"])
-    total = int(round(float(record["duration"]) * fps))
-    ids = grid_frame_ids(total, fps, convention)
-    grid_t = ids / fps
-    gt = record["boxes"]
-    gt_boxes = boxes_on_grid([b["t"] for b in gt], [b["xyxy"] for b in gt], grid_t, interpolate=False)
-    pred_span = seconds_to_frame_span(None if tube is None else tube.get("span"), fps)
-    if pred_span is None:
-        pred_boxes = np.full_like(gt_boxes, np.nan)
-    else:
-        # Boxes fill the grid frames of the frame-rounded span, the same frames its tIoU counts.
-        frames = tube.get("frames") or []
-        span_t = (pred_span[0] / fps, pred_span[1] / fps)
-        pred_boxes = boxes_on_grid([f["t"] for f in frames], [f["box_xyxy"] for f in frames], grid_t, span=span_t)
-    return stvg_query_scores(ids, gt_frame_span(record, fps), pred_span, gt_boxes, pred_boxes, convention.end_inclusive)
+    return score_stvg_many([(record, tube)], convention)[0]
+
+
+def _gt_frame_span(record: dict, fps: float, gt_t: np.ndarray):
+    if gt_t.size == 0:
+        return seconds_to_frame_span(record["span"], fps)
+    frames = np.rint(gt_t * fps)
+    return (int(frames.min()), int(frames.max()))
 
 
 def gt_frame_span(record: dict, fps: float):
@@ -204,10 +262,7 @@ def gt_frame_span(record: dict, fps: float):
     writing the span end as the last frame's time or as the end of its interval agree; from `span`
     (seconds) when the record has no boxes."""
     boxes = record.get("boxes") or []
-    if not boxes:
-        return seconds_to_frame_span(record["span"], fps)
-    frames = [int(round(float(b["t"]) * fps)) for b in boxes]
-    return (min(frames), max(frames))
+    return _gt_frame_span(record, fps, np.array([float(b["t"]) for b in boxes], dtype=np.float64))
 
 
 def summarize_stvg(scores: Iterable[Dict[str, float]], thresholds: Sequence[float] = STVG_THRESHOLDS) -> Dict[str, float]:
