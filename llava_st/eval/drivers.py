@@ -223,7 +223,9 @@ def score(benchmark: Benchmark, samples: Sequence[Tuple[str, dict]], rows: Dict[
 def _score_pairs(benchmark: Benchmark, pairs, convention) -> dict:
     task = benchmark.task
     if task == "stvg":
-        return M.summarize_stvg([M.score_stvg(r, t, convention) if check_record(r, task) is None else _zero() for r, t in pairs])
+        valid = [check_record(r, task) is None for r, _ in pairs]
+        scored = iter(M.score_stvg_many([p for p, ok in zip(pairs, valid) if ok], convention))
+        return M.summarize_stvg([next(scored) if ok else _zero() for ok in valid])
     if task == "vtg" and benchmark.didemo:
         annotators = [[M.didemo_chunks(a) for a in (r.get("annotator_spans") or [r.get("span") or (0.0, 0.0)])] for r, _ in pairs]
         return M.didemo_scores([M.didemo_chunks(_pred_span(t)) for _, t in pairs], annotators)
