@@ -84,12 +84,9 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = common.parser(__doc__.splitlines()[0], repeats=2).parse_args(argv)
-    common.setup_logging()
-    error = common.prepare(args)
-    if error:
-        common.logger.error(error)
-        return 2
+    args, code = common.start(common.parser(__doc__.splitlines()[0], repeats=2), argv)
+    if args is None:
+        return code
     return run(args)
 
 

@@ -87,12 +87,9 @@ def run(args) -> int:
 def main(argv=None) -> int:
     p = common.parser(__doc__.splitlines()[0], repeats=3)
     p.add_argument("--naive", action="store_true", help="also time 8 separate calls (8 more video prefills per repeat)")
-    args = p.parse_args(argv)
-    common.setup_logging()
-    error = common.prepare(args)
-    if error:
-        common.logger.error(error)
-        return 2
+    args, code = common.start(p, argv)
+    if args is None:
+        return code
     return run(args)
 
 

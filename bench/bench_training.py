@@ -142,12 +142,9 @@ def run(args) -> int:
 def main(argv=None) -> int:
     p = common.parser(__doc__.splitlines()[0], repeats=6)
     p.add_argument("--variant", choices=("st_on", "st_off"), help="(internal) run one variant and print its JSON")
-    args = p.parse_args(argv)
-    common.setup_logging()
-    error = common.prepare(args)
-    if error:
-        common.logger.error(error)
-        return 2
+    args, code = common.start(p, argv)
+    if args is None:
+        return code
     if args.variant:
         print(json.dumps(variant(args.variant, args)))
         return 0

@@ -142,12 +142,9 @@ def run(args) -> int:
 def main(argv=None) -> int:
     p = common.parser(__doc__.splitlines()[0], repeats=3)
     p.add_argument("--text-repeats", type=int, default=2, help="repeats of the slow boxes-as-text variant (at most --repeats)")
-    args = p.parse_args(argv)
-    common.setup_logging()
-    error = common.prepare(args)
-    if error:
-        common.logger.error(error)
-        return 2
+    args, code = common.start(p, argv)
+    if args is None:
+        return code
     return run(args)
 
 

@@ -293,3 +293,14 @@ def upstream_data_args(root, frames: int):
     args.is_multimodal = True
     args.mm_use_im_start_end = False
     return args
+
+
+def start(p: argparse.ArgumentParser, argv=None):
+    """Parse a benchmark's arguments, set up logging and the device; returns (args, None) or (None, exit code)."""
+    args = p.parse_args(argv)
+    setup_logging()
+    error = prepare(args)
+    if error:
+        logger.error(error)
+        return None, 2
+    return args, None
