@@ -41,7 +41,7 @@ def parser(description: str, repeats: int) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda (a lent GPU)")
     p.add_argument("--quick", action="store_true", help="smallest configuration and 1 repeat: checks that the script runs")
     p.add_argument("--repeats", type=int, default=repeats, help="timed repeats per variant (median reported)")
-    p.add_argument("--out", default=None, help="JSON path (default bench/results/<name>.json)")
+    p.add_argument("--out", default=None, help="JSON path (default bench/results/<name>.json; with --quick bench/out/<name>.json, not kept)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: on a shared CPU, OpenMP threads "
                    "that spin while waiting for cores were seen to make small models 10x slower)")
     return p
@@ -207,7 +207,7 @@ class Record:
     def __init__(self, name: str, args, host: str, config: dict):
         self.name = name
         self._start = time.time()
-        self.path = Path(args.out) if args.out else RESULTS / f"{name}.json"
+        self.path = Path(args.out) if args.out else (RESULTS.parent / "out" if args.quick else RESULTS) / f"{name}.json"
         self.data = {
             "name": name,
             "host": host,
