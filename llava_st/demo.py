@@ -18,8 +18,6 @@ then the full task. Both stages use the method with the decoder's learned projec
 import argparse
 import json
 import logging
-import math
-import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -58,8 +56,8 @@ class Recipe:
     image_size/patch_size: pixels of the SigLIP tower (64/8: the clips' own resolution, an 8 x 8 patch
     grid pooled to 4 x 4 tokens per frame); text_hidden/text_layers: the Qwen2 LLM.
     scaled_init: start the tower's position embeddings as a 2-D sine-cosine grid
-    (init_vision_positions), the projector at unit scale (init_projector) and the space head with
-    PyTorch's default initialisation (init_space_head).
+    (init_vision_positions) and the projector at unit scale (init_projector); the space head has
+    PyTorch's default initialisation from the host (core QueryGuidedSpaceDecoder.reset_parameters).
     The default stages are the ones the committed checkpoint was trained with: localisation leaves the
     mean-box plateau only after ~250 steps, so a constant-rate box stage follows the first.
     """
@@ -128,16 +126,6 @@ def init_projector(model) -> None:
             torch.nn.init.zeros_(module.bias)
 
 
-def init_space_head(model) -> None:
-    """Give the space head's linear layers PyTorch's default initialisation. The host's post_init gives
-    every new Linear std 0.02 (the LLM's initializer_range); through the head's three layers that shrinks
-    the box's dependence on its input ~100-fold, and training only ever moves the last bias: every frame
-    gets the mean box. Measured on 2 clips: with std 0.02 the boxes stayed constant over 80 steps; with
-    this they followed the target within 50."""
-    for layer in model.st_decoder.head.layers:
-        layer.reset_parameters()
-
-
 def _progress_logging():
     logging.basicConfig(level=logging.INFO, format="[llava-st demo] %(message)s")
     logging.getLogger("transformers").setLevel(logging.WARNING)
@@ -174,8 +162,6 @@ def train_recipe(out_dir, recipe: Recipe = Recipe(), st: Optional[STConfig] = No
     if recipe.scaled_init:
         init_vision_positions(model)
         init_projector(model)
-        if model.st_decoder is not None:
-            init_space_head(model)
     start = time.time()
     history = []
     records = {"box": box_records, "task": task_records}

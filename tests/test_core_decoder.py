@@ -73,3 +73,20 @@ def test_config_validation():
     for k, v in cfg.to_dict().items():
         setattr(o, k, v)
     assert STConfig.from_object(o) == cfg
+
+
+def test_reset_parameters_undoes_a_tiny_normal_init():
+    """Hosts' post_init gives every Linear std 0.02 (the LLM's); the decoder's reset_parameters restores
+    the head's default init (boxes then depend on their input) and identity projections."""
+    torch.manual_seed(0)
+    dec = QueryGuidedSpaceDecoder(16, STConfig(decoder_projections=True))
+    for p in dec.parameters():
+        torch.nn.init.normal_(p, std=0.02)
+    index, L = _setup(B=1)
+    hidden = torch.randn(1, L, 16)
+    flat = dec(hidden, index)
+    assert (flat - flat.mean(1, keepdim=True)).abs().max() < 1e-3  # std 0.02 through 3 layers: one box for all
+    dec.reset_parameters()
+    assert torch.equal(dec.text_proj.q.weight, torch.eye(16))
+    boxes = dec(hidden, index)
+    assert (boxes - boxes.mean(1, keepdim=True)).abs().max() > 1e-2  # frames get different boxes

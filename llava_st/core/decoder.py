@@ -39,6 +39,9 @@ class _Projections(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
         self.q, self.k, self.v = (nn.Linear(dim, dim) for _ in range(3))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
         for lin in (self.q, self.k, self.v):
             nn.init.eye_(lin.weight)
             nn.init.zeros_(lin.bias)
@@ -74,6 +77,16 @@ class QueryGuidedSpaceDecoder(nn.Module):
         self.text_proj = _Projections(hidden_size) if config.decoder_projections else None
         self.query_proj = _Projections(hidden_size) if config.decoder_projections else None
         self.head = SpaceHead(hidden_size, config.head_hidden or hidden_size, config.head_layers)
+
+    def reset_parameters(self) -> None:
+        """The decoder's own initialisation: projections as identities, the head's layers as PyTorch's
+        default nn.Linear. Hosts call this from their `_init_weights`, whose std-0.02 normal init (the
+        LLM's) through three head layers puts every box on the mean box and starves its gradients."""
+        for proj in (self.text_proj, self.query_proj):
+            if proj is not None:
+                proj.reset_parameters()
+        for layer in self.head.layers:
+            layer.reset_parameters()
 
     def forward(self, hidden: torch.Tensor, index: GroundingIndex) -> torch.Tensor:
         index = index.to(hidden.device)

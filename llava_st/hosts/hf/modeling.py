@@ -13,7 +13,7 @@ import torch
 from transformers import LlavaOnevisionForConditionalGeneration
 from transformers.models.llava_onevision.modeling_llava_onevision import LlavaOnevisionCausalLMOutputWithPast
 
-from ...core.decoder import QueryGuidedSpaceDecoder, _Projections
+from ...core.decoder import QueryGuidedSpaceDecoder
 from ...core.layout import BlockLayout, GroundingIndex
 from ...core.losses import combine_losses, space_loss
 from .config import LlavaSTOnevisionConfig
@@ -51,10 +51,8 @@ class LlavaSTOnevisionForConditionalGeneration(LlavaOnevisionForConditionalGener
 
     def _init_weights(self, module):
         super()._init_weights(module)
-        if isinstance(module, _Projections):  # the decoder's projections start as the identity
-            for lin in (module.q, module.k, module.v):
-                torch.nn.init.eye_(lin.weight)
-                torch.nn.init.zeros_(lin.bias)
+        if isinstance(module, QueryGuidedSpaceDecoder):  # visited after its layers: its own init wins
+            module.reset_parameters()
 
     # ---- layout: positions read from input_ids ---------------------------------------------------
     def grounding_layouts(self, input_ids: torch.Tensor) -> List[Optional[BlockLayout]]:

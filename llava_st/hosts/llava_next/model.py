@@ -82,11 +82,8 @@ class LlavaSTQwenForCausalLM(LlavaQwenForCausalLM):
 
     def _init_weights(self, module):
         super()._init_weights(module)
-        if isinstance(module, QueryGuidedSpaceDecoder):  # its optional projections start as identities
-            projections = [p for p in (module.text_proj, module.query_proj) if p is not None]
-            for linear in [lin for p in projections for lin in (p.q, p.k, p.v)]:
-                torch.nn.init.eye_(linear.weight.data)
-                linear.bias.data.zero_()
+        if isinstance(module, QueryGuidedSpaceDecoder):  # visited after its layers: its own init wins
+            module.reset_parameters()
 
     @property
     def query_tokens(self) -> QueryTokens:
