@@ -85,8 +85,8 @@ def test_reset_parameters_undoes_a_tiny_normal_init():
     index, L = _setup(B=1)
     hidden = torch.randn(1, L, 16)
     flat = dec(hidden, index)
-    assert (flat - flat.mean(1, keepdim=True)).abs().max() < 1e-3  # std 0.02 through 3 layers: one box for all
+    assert (flat - flat.mean(1, keepdim=True)).abs().max() < 1e-4  # std 0.02 through 3 layers: one box for all
     dec.reset_parameters()
     assert torch.equal(dec.text_proj.q.weight, torch.eye(16))
     boxes = dec(hidden, index)
-    assert (boxes - boxes.mean(1, keepdim=True)).abs().max() > 1e-2  # frames get different boxes
+    assert (boxes - boxes.mean(1, keepdim=True)).abs().max() > 1e-3  # frames get their own boxes
