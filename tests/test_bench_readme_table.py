@@ -47,3 +47,14 @@ def test_update_replaces_only_the_marked_section():
 def test_missing_markers_are_an_error():
     with pytest.raises(ValueError, match="bench:start"):
         readme_table.update_readme("# no section\n", "table")
+
+
+def test_learning_check_table_in_percent():
+    learning = {"date": "2026-11-22 05:01 UTC", "device": "cpu", "recipe": {"stages": [{"steps": 30}, {"steps": 90}]},
+                "results": [{"variant": "full", "seconds": 57.4, "metrics": {"m_tIoU": 0.644, "m_vIoU": 0.034, "vIoU@0.3": 0.0, "vIoU@0.5": 0.0, "n": 20}},
+                            {"variant": "boxes_as_text", "seconds": 91.0, "metrics": {"m_tIoU": 0.2, "m_vIoU": 0.0, "vIoU@0.3": 0.0, "vIoU@0.5": 0.0, "n": 20}}]}
+    text = readme_table.render([latency()], learning)
+    assert "120 optimizer steps per variant, 20 held-out" in text
+    assert "| full | 64.4 | 3.4 | 0.0 | 0.0 | 57 |" in text
+    assert "| boxes_as_text | 20.0 | 0.0 | 0.0 | 0.0 | 91 |" in text
+    assert "Learning check" not in readme_table.render([latency()])
