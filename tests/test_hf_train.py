@@ -109,3 +109,33 @@ def test_train_hf_converts_a_plain_checkpoint_and_saves_a_loadable_st_one(qwen_t
     assert grounder.model.st == st and grounder.processor.query_mode == "after"
     with pytest.raises(ValueError, match="was built with"):
         train_hf(tmp_path / "st", [stvg_record(path, boxes)], os.path.dirname(path), st=STConfig(num_queries=8), max_steps=1)
+
+
+def test_logits_at_labels_only_gives_the_base_loss_and_gradients(qwen_tokenizer, moving_box_video):
+    """train_hf's speed-up (the LM head only at answer tokens) must not change the loss or its gradients.
+    A batch of two with right padding, so the attention-mask shift of the base loss is exercised."""
+    path, boxes = moving_box_video
+    model, processor = build_tiny_st(qwen_tokenizer, STConfig(num_queries=8), seed=0)
+    long = dict(stvg_record(path, boxes), id="box-1", caption=CAPTION + " fast")
+    long["conversations"] = [{"from": "human", "value": "<image>\n" + instruction("stvg", long["caption"])}, {"from": "gpt", "value": ""}]
+    dataset = STDataset([stvg_record(path, boxes), long], os.path.dirname(path), processor, frames=FRAMES)
+    batch = STCollator(processor.tokenizer.pad_token_id)([dataset[0], dataset[1]])
+    assert not bool(batch["attention_mask"].all()), "the batch should hold padding"
+
+    def loss_and_grads(sparse):
+        model.zero_grad()
+        model.logits_at_labels_only = sparse
+        out = model(**batch)
+        out.loss_text.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return out, grads
+
+    full, full_grads = loss_and_grads(False)
+    sparse, sparse_grads = loss_and_grads(True)
+    model.logits_at_labels_only = False
+    assert full.logits is not None and sparse.logits is None
+    torch.testing.assert_close(sparse.loss_text, full.loss_text, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sparse.loss, full.loss, rtol=1e-5, atol=1e-6)
+    assert sparse_grads.keys() == full_grads.keys()
+    for name, grad in full_grads.items():
+        torch.testing.assert_close(sparse_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)

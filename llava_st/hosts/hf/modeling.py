@@ -41,6 +41,11 @@ class LlavaSTOnevisionForConditionalGeneration(LlavaOnevisionForConditionalGener
 
     config_class = LlavaSTOnevisionConfig
 
+    # Training speed: with labels, compute the vocabulary logits only where a label is (the answer
+    # tokens) instead of at every position; the loss is the same (tested), `logits` is then None.
+    # hosts.hf.train.train_hf turns it on for its run.
+    logits_at_labels_only: bool = False
+
     def __init__(self, config: LlavaSTOnevisionConfig):
         super().__init__(config)
         self.st = config.st_config
@@ -129,14 +134,21 @@ class LlavaSTOnevisionForConditionalGeneration(LlavaOnevisionForConditionalGener
         if with_queries:
             ids_all = torch.tensor(self.config.st_query_token_ids, device=input_ids.device)
             with_queries = bool(torch.isin(input_ids, ids_all).any())
-        if with_queries:
+        sparse = labels is not None and self.logits_at_labels_only
+        if with_queries or sparse:
             kwargs["output_hidden_states"] = True
-        out = super().forward(input_ids=input_ids, labels=labels, return_dict=True, **kwargs)
+        if sparse:
+            out = super().forward(input_ids=input_ids, return_dict=True, num_logits_to_keep=1, **kwargs)
+            fields = {k: v for k, v in out.items() if k != "logits"}
+            fields["loss"] = self._label_loss(out.hidden_states[-1], labels, kwargs.get("attention_mask"))
+        else:
+            out = super().forward(input_ids=input_ids, labels=labels, return_dict=True, **kwargs)
+            fields = dict(out)
         self._check_feature_counts(input_ids, out)
-        result = LlavaSTOutput(**out, loss_text=out.loss)
+        result = LlavaSTOutput(**fields, loss_text=fields.get("loss"))
         if not with_queries:
             if labels is not None:
-                result.loss = combine_losses(out.loss, None, self.st)
+                result.loss = combine_losses(result.loss_text, None, self.st)
             return result
 
         index = self.grounding_index(input_ids, grounding_text_index, grounding_text_mask)
@@ -150,8 +162,21 @@ class LlavaSTOnevisionForConditionalGeneration(LlavaOnevisionForConditionalGener
                 mask = _fit_frames(grounding_box_mask.bool().to(boxes.device), F) & result.pred_box_mask
                 space = space_loss(boxes, target, mask)
                 result.loss_l1, result.loss_giou = space["loss_l1"], space["loss_giou"]
-            result.loss = combine_losses(out.loss, space, self.st)
+            result.loss = combine_losses(result.loss_text, space, self.st)
         return result
+
+
+    def _label_loss(self, hidden: torch.Tensor, labels: torch.Tensor, attention_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """The base model's next-token loss (LlavaOnevisionForConditionalGeneration.forward, transformers
+        4.45.2: mean cross entropy of position p's logits against labels[p + 1], where the attention mask
+        of p + 1 is set), with the LM head applied only at those positions. hidden [B, L, D] is the
+        LLM's last (normed) hidden state, labels [B, L] (-100: ignored)."""
+        shift_labels = labels[:, 1:]
+        keep = shift_labels != -100
+        if attention_mask is not None:
+            keep &= attention_mask[:, 1:].to(keep.device) != 0
+        logits = self.get_output_embeddings()(hidden[:, :-1][keep])  # [N, V]
+        return torch.nn.functional.cross_entropy(logits.float(), shift_labels[keep].to(logits.device))
 
 
 def _fit_frames(t: torch.Tensor, frames: int) -> torch.Tensor:

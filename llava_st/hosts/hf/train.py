@@ -92,6 +92,7 @@ def train_hf(
     seed: int = 0,
     freeze_vision: bool = False,
     logging_steps: int = 1,
+    logits_at_labels_only: bool = True,
     **training_args,
 ) -> TrainResult:
     """Train an ST model on Uni-STG records.
@@ -102,6 +103,8 @@ def train_hf(
     records / data_root: Uni-STG records and the directory their media paths are relative to.
     frames / force_sample: frames sampled per video (every video of a batch must give the same number;
         force_sample makes that so). freeze_vision: keep the SigLIP tower fixed.
+    logits_at_labels_only: apply the LM head only at the answer tokens (the same loss, a fraction of
+        the time and memory: a step of the demo recipe is ~2.5x faster on the CPU).
     output_dir: where the final checkpoint (safetensors + processor) is written; None saves nothing.
     training_args: passed to transformers.TrainingArguments (e.g. lr_scheduler_type, warmup_steps,
         weight_decay, gradient_accumulation_steps, bf16).
@@ -132,7 +135,11 @@ def train_hf(
             **training_args,
         )
         trainer = STTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
-        trainer.train()
+        model.logits_at_labels_only = logits_at_labels_only
+        try:
+            trainer.train()
+        finally:
+            model.logits_at_labels_only = False
     if output_dir is not None:
         trainer.save_model(str(output_dir))
         processor.save_pretrained(str(output_dir))
