@@ -164,3 +164,16 @@ def test_zero_distractors_gives_the_target_alone():
     assert len(scene) == 1 and record["span"] == [0.0, (CONFIG.num_frames - 1) / CONFIG.fps]
     with pytest.raises(ValueError, match="max_distractors"):
         SyntheticConfig(max_distractors=-1)
+
+
+def test_distinct_colors_keeps_every_distractor_off_the_target_colour():
+    from dataclasses import replace
+
+    easy = replace(CONFIG, distinct_colors=True)
+    shared = 0
+    for index in range(60):
+        _, _, scene = make_stvg(index, seed=3, config=easy)
+        assert all(other.color != scene[0].color for other in scene[1:])
+        _, _, plain = make_stvg(index, seed=3, config=CONFIG)
+        shared += any(other.color == plain[0].color for other in plain[1:])
+    assert shared > 0, "the default config should let a distractor share the target's colour"

@@ -54,7 +54,9 @@ class SyntheticConfig:
     snap the answer span as training does; max_distractors: 1..max_distractors other shapes (0: the
     target alone, a pure localisation clip);
     min_span_frames: shortest visible interval of the target, in video frames;
-    question_fraction: share of captions in the question form."""
+    question_fraction: share of captions in the question form;
+    distinct_colors: no distractor has the target's colour (colour alone singles the target out: an
+    easier curriculum stage), instead of only no distractor with its colour and shape."""
 
     width: int = 64
     height: int = 64
@@ -64,6 +66,7 @@ class SyntheticConfig:
     max_distractors: int = 2
     min_span_frames: int = 4
     question_fraction: float = 0.5
+    distinct_colors: bool = False
 
     def __post_init__(self):
         if self.width < 16 or self.height < 16:
@@ -166,6 +169,8 @@ def make_scene(rng, config: SyntheticConfig, still: bool = False) -> List[Shape]
             break
         other = _random_shape(rng, 0, n - 1, config, "still" if still else None)
         if (other.color, other.shape) == (target.color, target.shape):
+            continue
+        if config.distinct_colors and other.color == target.color:
             continue
         if any(_collide(other, placed, config) for placed in scene):
             continue
