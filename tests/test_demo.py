@@ -54,11 +54,15 @@ def test_demo_without_a_checkpoint_says_how_to_make_one(tmp_path, caplog):
 def test_recipe_trains_both_stages_and_saves_a_loadable_checkpoint(tmp_path):
     from llava_st.api import load_grounder
 
-    stages = (demo.Stage("box", 2, "cosine", 1, 0), demo.Stage("task", 2, "constant", 0, 1))
+    stages = (demo.Stage("box", 2, "cosine", 1, 0), demo.Stage("enter", 1, "constant", 0, 1), demo.Stage("task+box", 2, "constant", 0, 2))
     recipe = demo.Recipe(train_videos=8, stages=stages, batch_size=2, image_size=32, patch_size=8, vision_hidden=32, text_hidden=64)
     info = demo.train_recipe(str(tmp_path / "ckpt"), recipe, data_dir=tmp_path / "data")
     stages = [row["stage"] for row in info["log_history"] if "loss_text" in row]
-    assert stages == ["box", "box", "task", "task"]
+    assert stages == ["box", "box", "enter", "task+box", "task+box"]
+    enter = json.loads((tmp_path / "data" / "enter.json").read_text())
+    assert all(len(r["boxes"]) == round((r["span"][1] - r["span"][0]) * demo.VIDEOS.fps) + 1 for r in enter)
+    with pytest.raises(ValueError, match="unknown stage data"):
+        demo.train_recipe(str(tmp_path / "bad"), demo.Recipe(train_videos=2, stages=(demo.Stage("boxes", 1),)), data_dir=tmp_path / "data")
     assert info["st"]["decoder_projections"] and info["st"]["num_queries"] == demo.FRAMES
     box = json.loads((tmp_path / "data" / "box.json").read_text())
     last = (demo.VIDEOS.num_frames - 1) / demo.VIDEOS.fps
@@ -67,6 +71,30 @@ def test_recipe_trains_both_stages_and_saves_a_loadable_checkpoint(tmp_path):
     grounder = load_grounder(str(tmp_path / "ckpt"), frames=demo.FRAMES)
     tube = grounder.ground(str(tmp_path / "data" / box[0]["video"]), [box[0]["caption"]])[0]
     assert tube["query"] == box[0]["caption"]
+
+
+def test_identity_blocks_make_every_tower_and_llm_block_an_identity_at_first(qwen_tokenizer):
+    """init_identity_blocks: each residual block of SigLIP and Qwen2 passes its input through unchanged
+    (so the LLM's visual states are the projected patch features), and the zeroed layers still learn."""
+    import torch
+
+    from llava_st.testing.hf import build_tiny_st
+
+    model, _ = build_tiny_st(qwen_tokenizer, seed=0)
+    demo.init_identity_blocks(model)
+    llm = model.language_model.model
+    x = torch.randn(1, 5, model.config.text_config.hidden_size)
+    position_ids = torch.arange(5)[None]
+    rotary = llm.rotary_emb(x, position_ids)
+    for layer in llm.layers:
+        y = layer(x, position_ids=position_ids, position_embeddings=rotary)[0]
+        torch.testing.assert_close(y, x)
+    pixels = torch.randn(3, model.config.vision_config.hidden_size)[None]
+    for layer in model.vision_tower.vision_model.encoder.layers:
+        torch.testing.assert_close(layer(pixels, None)[0], pixels)
+    llm.layers[0](x, position_ids=position_ids, position_embeddings=rotary)[0].pow(2).sum().backward()
+    assert llm.layers[0].mlp.down_proj.weight.grad.abs().sum() > 0
+    assert llm.layers[0].self_attn.o_proj.weight.grad.abs().sum() > 0
 
 
 def test_loss_plot_is_written(tmp_path):
