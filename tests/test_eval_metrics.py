@@ -166,6 +166,111 @@ def test_boxes_on_grid_interpolates_predictions_inside_the_span():
     assert out[2].tolist() == [5, 0, 15, 10]
 
 
+def test_boxes_on_grid_takes_the_nearest_annotation_within_half_a_step():
+    # Against brute force: the nearest of distinct (unsorted) annotation times, ties to the earlier one
+    # (times in eighths of a second: exact in binary, so grid times often lie exactly half-way).
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        times = rng.permutation(np.unique(rng.integers(0, 40, int(rng.integers(1, 12))))) / 8
+        boxes = rng.uniform(0, 100, (times.size, 4))
+        grid = np.arange(0, 6, rng.choice([0.125, 0.25, 0.5, 0.04]))
+        out = M.boxes_on_grid(times, boxes, grid, interpolate=False)
+        half_step = (grid[1] - grid[0]) / 2 + 1e-6
+        for g, row in zip(grid, out):
+            dist = np.abs(times - g)
+            best = dist == dist.min()
+            nearest = np.flatnonzero(best)[np.argmin(times[best])]
+            expected = boxes[nearest] if dist[nearest] <= half_step else [math.nan] * 4
+            np.testing.assert_array_equal(row, expected)
+
+
+def _stvg_reference(record, tube, convention):
+    """score_stvg the straightforward way, one query at a time: both tubes placed on the whole grid with
+    boxes_on_grid, then stvg_query_scores."""
+    fps = float(record["fps"])
+    ids = M.grid_frame_ids(int(round(float(record["duration"]) * fps)), fps, convention)
+    gt = M.boxes_on_grid([b["t"] for b in record["boxes"]], [b["xyxy"] for b in record["boxes"]], ids / fps, interpolate=False)
+    pred_span = M.seconds_to_frame_span(None if tube is None else tube.get("span"), fps)
+    pred = np.full_like(gt, np.nan)
+    if pred_span is not None:
+        frames = tube.get("frames") or []
+        span = (pred_span[0] / fps, pred_span[1] / fps)
+        pred = M.boxes_on_grid([f["t"] for f in frames], [f["box_xyxy"] for f in frames], ids / fps, span=span)
+    return M.stvg_query_scores(ids, M.gt_frame_span(record, fps), pred_span, gt, pred, convention.end_inclusive)
+
+
+def _stvg_edge_cases():
+    """(record, tube) pairs on a 4 s, 10 fps video with ground truth on frames 10..29 (boxes [10, 10, 30, 30])."""
+    record = _record()
+    gaps = {**record, "boxes": [b for i, b in enumerate(record["boxes"]) if i % 3]}
+    off_frame = {**record, "boxes": [{**b, "t": b["t"] + 0.03} for b in record["boxes"]]}
+    unsorted = {**record, "boxes": record["boxes"][::-1]}
+    single = {**record, "boxes": record["boxes"][5:6]}
+    no_boxes = {**record, "boxes": []}
+    beyond = {**record, "duration": 2.0}  # ground truth past the video's end
+    # Annotations half-way between frames (4 fps, exact in binary): each frame is as near to two of them.
+    ties = {**record, "fps": 4.0, "boxes": [{"t": (f + 0.5) / 4, "xyxy": [10 + f, 10, 30 + f, 30]} for f in range(3, 12)]}
+
+    def tube(span, times, box=(12, 10, 32, 30)):
+        return {"span": span, "frames": [{"t": t, "box_xyxy": list(box)} for t in times]}
+
+    tubes = [
+        None,  # no prediction
+        {"span": None, "frames": [], "status": "no time span found"},
+        tube([1.0, 2.9], []),  # a span without boxes
+        tube([3.2, 3.9], [3.2, 3.5]),  # empty intersection with the ground truth
+        tube([0.0, 0.5], [0.2, 0.4]),  # before the ground truth
+        tube([0.5, 3.9], [0.0, 1.0, 2.0, 3.0, 4.5]),  # around it, boxes outside its span
+        tube([2.0, 1.0], [1.0, 2.0]),  # reversed span
+        tube([-1.0, 9.0], [2.5, 1.5, 0.5]),  # beyond the video, frames unsorted
+        tube([2.9, 2.9], [2.9]),  # one frame, the last of the ground truth
+        tube([1.0, 2.9], [1.0, 2.0], box=(10, math.nan, 30, 30)),  # a box that is not finite
+    ]
+    return [(r, t) for r in (record, gaps, off_frame, unsorted, single, no_boxes, beyond, ties) for t in tubes]
+
+
+def _random_stvg_pair(rng):
+    """A random (record, tube): videos of 5-30 fps and 4-70 s, ground truth with gaps, sparse or off-frame
+    times, in any order; predictions missing, before, after, around or beyond it."""
+    fps = float(rng.choice([25.0, 30.0, 29.97, 10.0, 5.0]))
+    duration = float(rng.choice([4.0, 20.0, 70.0]))
+    total = int(round(duration * fps))
+    start = int(rng.integers(-5, total))
+    frames = np.arange(start, start + int(rng.integers(0, total // 2 + 2)))
+    kind = rng.integers(0, 5)
+    if kind == 1:
+        frames = frames[rng.random(frames.size) > 0.3]  # gaps
+    elif kind == 2:
+        frames = frames[:: int(rng.integers(2, 7))]  # annotated at a lower rate
+    times = frames / fps + (rng.uniform(-0.6, 0.6, frames.size) / fps if kind == 3 else 0.0)
+    x, y = rng.uniform(0, 300), rng.uniform(0, 200)
+    gt = [{"t": float(t), "xyxy": [x + t, y, x + t + rng.uniform(40, 80), y + rng.uniform(40, 80)]} for t in times]
+    if rng.random() < 0.2:
+        rng.shuffle(gt)
+    record = {"id": "r", "span": [start / fps, (start + 9) / fps], "boxes": gt, "fps": fps, "duration": duration}
+    if rng.random() < 0.1:
+        return record, None
+    near = rng.random() < 0.6 and len(times)
+    s = float(times.min() + rng.uniform(-2, 2) if near else rng.uniform(-3, duration + 3))
+    e = float(times.max() + rng.uniform(-2, 2) if near else s + rng.uniform(-1, duration / 2))
+    pred_times = np.sort(rng.uniform(s - 2, e + 2, int(rng.integers(0, 20))))
+    return record, {"span": [s, e], "frames": [{"t": float(t), "box_xyxy": [x + t + 5, y + 3, x + t + 65, y + 50]} for t in pred_times]}
+
+
+def test_score_stvg_many_gives_exactly_the_per_query_scores():
+    rng = np.random.default_rng(0)
+    pairs = _stvg_edge_cases() + [_random_stvg_pair(rng) for _ in range(300)]
+    records, tubes = [r for r, _ in pairs], [t for _, t in pairs]
+    prepared = M.prepare_stvg_gt(records, batch=29)
+    for convention in M.CONVENTIONS.values():
+        expected = [_stvg_reference(r, t, convention) for r, t in pairs]
+        assert sum(s["viou"] > 0 for s in expected) > 100 and sum(s["viou"] == 0 for s in expected) > 50
+        assert M.score_stvg_many(pairs, convention) == expected  # bit for bit
+        assert M.score_stvg_many(list(zip(prepared, tubes)), convention, batch=37) == expected
+        assert [M.score_stvg(r, t, convention) for r, t in pairs[::10]] == expected[::10]
+    assert M.score_stvg_many([]) == [] and M.prepare_stvg_gt([]) == []
+
+
 def test_vtg_hand_worked():
     ious = M.vtg_ious([(0, 10), (0, 10), (0, 5), None, (3, 3)], [(5, 15), (0, 20), (5, 10), (0, 4), (0, 6)])
     assert ious.tolist() == pytest.approx([1 / 3, 0.5, 0.0, 0.0, 0.0])  # touching, unparsable, single point

@@ -213,19 +213,25 @@ def score(benchmark: Benchmark, samples: Sequence[Tuple[str, dict]], rows: Dict[
         for group in groups:
             by_group.setdefault((split, group), []).append((record, tube))
     out = {"benchmark": benchmark.name, "task": benchmark.task, "splits": {}, "counts": counts}
+    stvg_gt = {}
     if benchmark.task == "stvg":
         out["convention"] = convention.describe()
+        # Ground-truth boxes as arrays once per test set (by id(record)), not once per group scored.
+        valid = [record for _, record in samples if check_record(record, "stvg") is None]
+        stvg_gt = dict(zip(map(id, valid), M.prepare_stvg_gt(valid)))
     for (split, group), pairs in by_group.items():
-        out["splits"].setdefault(split, {})[group] = _score_pairs(benchmark, pairs, convention)
+        out["splits"].setdefault(split, {})[group] = _score_pairs(benchmark, pairs, convention, stvg_gt)
     return out
 
 
-def _score_pairs(benchmark: Benchmark, pairs, convention) -> dict:
+def _score_pairs(benchmark: Benchmark, pairs, convention, stvg_gt: Dict[int, M.STVGGroundTruth]) -> dict:
+    """Metrics of one group of (record, tube) pairs; stvg_gt: prepared ground truth of the STVG records
+    that can be evaluated, by id(record) (the others score 0)."""
     task = benchmark.task
     if task == "stvg":
-        valid = [check_record(r, task) is None for r, _ in pairs]
-        scored = iter(M.score_stvg_many([p for p, ok in zip(pairs, valid) if ok], convention))
-        return M.summarize_stvg([next(scored) if ok else _zero() for ok in valid])
+        gts = [stvg_gt.get(id(r)) for r, _ in pairs]
+        scored = iter(M.score_stvg_many([(gt, t) for gt, (_, t) in zip(gts, pairs) if gt is not None], convention))
+        return M.summarize_stvg([next(scored) if gt is not None else _zero() for gt in gts])
     if task == "vtg" and benchmark.didemo:
         annotators = [[M.didemo_chunks(a) for a in (r.get("annotator_spans") or [r.get("span") or (0.0, 0.0)])] for r, _ in pairs]
         return M.didemo_scores([M.didemo_chunks(_pred_span(t)) for _, t in pairs], annotators)

@@ -12,14 +12,19 @@ Per query, on the chosen frame grid (frame indices of the original video):
     gt_vIoU = Σ_{grid frames with a gt box} IoU(pred box or nothing, gt box) / |grid frames with a gt box|
 m_tIoU, m_vIoU, gt_vIoU are means over queries; vIoU@R counts vIoU > R (strict). A query without a
 prediction (unparsable answer) scores 0 on every metric and still counts in the denominator.
+Most of the cost of scoring is turning records' ground-truth box dicts into arrays: `prepare_stvg_gt`
+does it once per test set, and `score_stvg_many` takes its results in place of the records.
 
 VTG: R@1 at IoU m counts IoU >= m, mIoU is the mean top-1 IoU (seconds, continuous). REC: Acc@0.5 counts
 IoU >= 0.5 (pixel xyxy boxes, no +1 term). Boxes are pixel `xyxy` of the original frame everywhere here.
 """
 
 import math
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence
+from itertools import chain
+from operator import itemgetter
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -171,72 +176,258 @@ def boxes_on_grid(times: Sequence[float], boxes_xyxy, grid_times: np.ndarray, sp
         for k in range(4):
             out[inside, k] = np.interp(grid_times[inside], times, boxes[:, k])
         return out
-    # nearest given time of every grid time (ties to the earlier one), by binary search
-    right = np.clip(np.searchsorted(times, grid_times), 1, max(times.size - 1, 1))
-    left = right - 1
-    if times.size == 1:
-        nearest = np.zeros(grid_times.shape, dtype=np.int64)
-    else:
-        nearest = np.where(np.abs(grid_times - times[left]) <= np.abs(times[right] - grid_times), left, right)
-    step = np.median(np.diff(grid_times)) if grid_times.size > 1 else 1.0
-    close = np.abs(times[nearest] - grid_times) <= step / 2 + 1e-6
+    nearest, dist = _nearest_time(times, np.array([0, times.size]), grid_times, np.array([0, grid_times.size]))
+    close = dist <= _half_step(grid_times)
     out[close] = boxes[nearest[close]]
     return out
 
 
+def _nearest_time(times: np.ndarray, bounds: np.ndarray, query_times: np.ndarray, query_bounds: np.ndarray):
+    """Nearest given time to each query time, segment by segment, ties to the earlier one (binary search).
+
+    times float [T] seconds, sorted within segments: segment i is times[bounds[i]:bounds[i + 1]] (not
+    empty); its query times (seconds) are query_times[query_bounds[i]:query_bounds[i + 1]].
+    Returns (index into times int [N], distance float [N] seconds).
+    """
+    segments = zip(bounds[:-1].tolist(), bounds[1:].tolist(), query_bounds[:-1].tolist(), query_bounds[1:].tolist())
+    local = [np.searchsorted(times[t0:t1], query_times[q0:q1]) for t0, t1, q0, q1 in segments]
+    local = np.concatenate(local + [np.zeros(0, dtype=np.int64)])
+    sizes = np.diff(query_bounds)
+    start, count = np.repeat(bounds[:-1], sizes), np.repeat(np.diff(bounds), sizes)
+    left = start + np.clip(local, 1, np.maximum(count - 1, 1)) - 1
+    right = np.minimum(left + 1, times.size - 1)  # a segment of one time always takes it (left)
+    take_right = (count > 1) & ~(np.abs(query_times - times[left]) <= np.abs(times[right] - query_times))
+    nearest = np.where(take_right, right, left)
+    return nearest, np.abs(times[nearest] - query_times)
+
+
+def _finite_rows(boxes: np.ndarray) -> np.ndarray:
+    """bool [N]: rows of boxes [N, 4] with four finite numbers (np.isfinite(boxes).all(1), faster)."""
+    finite = np.isfinite(boxes)
+    return finite[:, 0] & finite[:, 1] & finite[:, 2] & finite[:, 3]
+
+
+def _half_step(grid_times: np.ndarray) -> float:
+    """How close (seconds) a ground-truth box's time must be to a grid time to count on that frame."""
+    step = np.median(np.diff(grid_times)) if grid_times.size > 1 else 1.0
+    return step / 2 + 1e-6
+
+
+def _ranges(starts, lengths) -> np.ndarray:
+    """int [sum(lengths)]: starts[0], starts[0] + 1, ... (lengths[0] of them), then starts[1], ..."""
+    starts, lengths = np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    return np.arange(ends[-1] if ends.size else 0) + np.repeat(starts - (ends - lengths), lengths)
+
+
+def _timed_boxes(lists: List[list], key: str):
+    """Several lists of timed boxes [{"t": seconds, key: [x1, y1, x2, y2] pixels}], end to end.
+
+    Returns (times float [P] seconds, sorted within each list (stable, as boxes_on_grid sorts),
+    boxes float [P, 4], bounds int [len(lists) + 1]: list i is [bounds[i], bounds[i + 1])).
+    """
+    bounds = np.cumsum([0] + [len(items) for items in lists])
+    items = list(chain.from_iterable(lists))
+    times = np.fromiter(map(itemgetter("t"), items), dtype=np.float64, count=len(items))
+    boxes = np.fromiter(chain.from_iterable(map(itemgetter(key), items)), dtype=np.float64)
+    if boxes.size != 4 * len(items):
+        raise ValueError(f"every {key} needs 4 numbers")
+    boxes = boxes.reshape(-1, 4)
+    drops = np.flatnonzero(~(times[1:] >= times[:-1])) + 1  # times[i] < times[i - 1], or NaN
+    drops = drops[~np.isin(drops, bounds)]  # inside a list, not where the next one starts
+    for i in np.unique(np.searchsorted(bounds, drops, side="right") - 1):
+        part = slice(bounds[i], bounds[i + 1])
+        order = np.argsort(times[part], kind="stable")
+        times[part], boxes[part] = times[part][order], boxes[part][order]
+    return times, boxes, bounds
+
+
+@dataclass(frozen=True, eq=False)
+class STVGGroundTruth:
+    """One STVG record's ground truth as arrays, for any convention (made by `prepare_stvg_gt`).
+
+    fps; total: frames in the video (duration x fps, rounded); span: (first, last) frame indices
+    (gt_frame_span). For the video frames first_frame, first_frame + 1, ... (the span within [0, total)):
+    boxes float [M, 4] pixel xyxy of the annotated box nearest in time; dist float [M] seconds from the
+    frame's time to that box's time, inf where that box is not finite or the record has no boxes (its
+    boxes are then meaningless). A grid frame has a ground-truth box when dist <= half the grid step
+    + 1e-6, as boxes_on_grid places them.
+    """
+
+    fps: float
+    total: int
+    span: Optional[tuple]
+    first_frame: int
+    boxes: np.ndarray
+    dist: np.ndarray
+
+
+def prepare_stvg_gt(records: Iterable[dict], batch: int = 1024) -> List[STVGGroundTruth]:
+    """Uni-STG STVG records -> their ground truth as arrays (one per record, in order). Converting the box
+    dicts is most of the work of scoring, so an eval run does it once per test set and passes the results
+    to score_stvg_many in place of the records, for every group and convention it scores."""
+    records = list(records)
+    return [gt for i in range(0, len(records), batch) for gt in _prepare_batch(records[i : i + batch])]
+
+
+def _prepare_batch(records: List[dict]) -> List[STVGGroundTruth]:
+    """prepare_stvg_gt of a few records at once: their boxes and frames end to end (P boxes, F frames)."""
+    fps = [float(r["fps"]) for r in records]
+    totals = [int(round(float(r["duration"]) * f)) for r, f in zip(records, fps)]
+    times, boxes, bounds = _timed_boxes([r["boxes"] for r in records], "xyxy")  # [P], [P, 4], [R + 1]
+    counts = np.diff(bounds)
+    has = counts > 0
+    # gt_frame_span: the frames of the first and last box (times are sorted), else those of the span.
+    edge_times = times[np.stack([bounds[:-1], bounds[1:] - 1], axis=1)[has]]  # [records with boxes, 2]
+    edges = iter(np.rint(edge_times * np.array(fps)[has, None]).tolist())
+    spans = [tuple(map(int, next(edges))) if n else seconds_to_frame_span(r["span"], f) for r, f, n in zip(records, fps, counts.tolist())]
+    # The frames of each span within the video, end to end, and the nearest box of each.
+    first = [0 if s is None else max(s[0], 0) for s in spans]
+    sizes = np.array([0 if s is None else max(min(s[1], t - 1) + 1 - f, 0) for s, t, f in zip(spans, totals, first)], dtype=np.int64)
+    frame_times = _ranges(first, sizes) / np.repeat(fps, sizes)  # [F] seconds
+    nearest, dist = np.zeros(frame_times.size, dtype=np.int64), np.full(frame_times.size, np.inf)
+    with_boxes = np.repeat(has, sizes)
+    if with_boxes.any():
+        frame_bounds = np.cumsum(np.r_[0, sizes[has]])
+        nearest[with_boxes], dist[with_boxes] = _nearest_time(times, np.unique(bounds), frame_times[with_boxes], frame_bounds)
+    frame_boxes = boxes[nearest] if boxes.size else np.full((frame_times.size, 4), np.nan)
+    dist[~_finite_rows(frame_boxes)] = np.inf
+    rows = np.cumsum(np.r_[0, sizes]).tolist()
+    return [
+        STVGGroundTruth(f, t, s, f0, frame_boxes[r0:r1], dist[r0:r1])
+        for f, t, s, f0, r0, r1 in zip(fps, totals, spans, first, rows[:-1], rows[1:])
+    ]
+
+
 @dataclass
-class _STVGQuery:
-    """One query on its frame grid: ids int [N]; gt/pred float [N, 4] pixel xyxy (NaN: no box);
-    gt_span/pred_span (first, last) frame indices or None."""
+class _Grid:
+    """A convention's grid for one video length and fps: ids int [N] ascending frame indices, times float
+    [N] seconds (ids / fps), both also as lists (for bisect), half_step seconds (_half_step)."""
 
     ids: np.ndarray
-    gt_boxes: np.ndarray
-    pred_boxes: np.ndarray
-    gt_span: tuple
-    pred_span: Optional[tuple]
+    times: np.ndarray
+    id_list: list
+    time_list: list
+    half_step: float
+
+    @classmethod
+    def build(cls, total: int, fps: float, convention: STVGConvention) -> "_Grid":
+        ids = grid_frame_ids(total, fps, convention)
+        times = ids / fps
+        return cls(ids, times, ids.tolist(), times.tolist(), _half_step(times))
+
+    def positions(self, start: int, stop: int) -> Tuple[int, int]:
+        """Positions [a, b) on the grid of its frames start <= frame < stop."""
+        a = bisect_left(self.id_list, start)
+        return a, max(a, bisect_left(self.id_list, stop))
 
 
-def _stvg_query(record: dict, tube: Optional[dict], convention: STVGConvention, grids: dict) -> _STVGQuery:
-    fps = float(record["fps"])
-    total = int(round(float(record["duration"]) * fps))
-    key = (total, fps)
-    if key not in grids:
-        grids[key] = grid_frame_ids(total, fps, convention)
-    ids = grids[key]
-    grid_t = ids / fps
-    gt = record["boxes"]
-    gt_t = np.fromiter((b["t"] for b in gt), dtype=np.float64, count=len(gt))
-    gt_boxes = boxes_on_grid(gt_t, [b["xyxy"] for b in gt], grid_t, interpolate=False)
-    pred_span = seconds_to_frame_span(None if tube is None else tube.get("span"), fps)
-    if pred_span is None:
-        pred_boxes = np.full_like(gt_boxes, np.nan)
-    else:
-        # Boxes fill the grid frames of the frame-rounded span, the same frames its tIoU counts.
-        frames = tube.get("frames") or []
-        span_t = (pred_span[0] / fps, pred_span[1] / fps)
-        pred_t = np.fromiter((f["t"] for f in frames), dtype=np.float64, count=len(frames))
-        pred_boxes = boxes_on_grid(pred_t, [f["box_xyxy"] for f in frames], grid_t, span=span_t)
-    return _STVGQuery(ids, gt_boxes, pred_boxes, _gt_frame_span(record, fps, gt_t), pred_span)
+@dataclass
+class _Query:
+    """One query on its grid, by positions [start, stop) of grid frames: `window` those inside the
+    ground-truth span (the only frames any of its sums runs over), `boxed` those of the window where the tube
+    has a box (inside its frame-rounded span, in seconds +-1e-6), `in_pred` those of the window inside the
+    predicted span; `hull`: how many grid frames lie from the earlier start to the later end."""
+
+    grid: _Grid
+    gt: STVGGroundTruth
+    tube: Optional[dict]
+    pred_span: Optional[tuple]  # (first, last) frame indices; None = no prediction
+    window: Tuple[int, int]
+    boxed: Tuple[int, int]
+    in_pred: Tuple[int, int]
+    hull: int
+
+    @classmethod
+    def build(cls, gt: STVGGroundTruth, tube: Optional[dict], grid: _Grid, end_inclusive: bool) -> "_Query":
+        extra = 1 if end_inclusive else 0
+        a, b = (0, 0) if gt.span is None else grid.positions(gt.span[0], gt.span[1] + extra)
+        pred_span = seconds_to_frame_span(None if tube is None else tube.get("span"), gt.fps)
+        if pred_span is None:
+            return cls(grid, gt, tube, None, (a, b), (a, a), (a, a), 0)
+
+        def within(start, stop):
+            start = min(max(a, start), b)
+            return start, max(start, min(b, stop))
+
+        # Tube boxes fill the grid frames of the frame-rounded span, the same frames its tIoU counts.
+        lo, hi = pred_span[0] / gt.fps - 1e-6, pred_span[1] / gt.fps + 1e-6
+        boxed = within(bisect_left(grid.time_list, lo), bisect_right(grid.time_list, hi)) if tube.get("frames") else (a, a)
+        hull = grid.positions(min(gt.span[0], pred_span[0]), max(gt.span[1], pred_span[1]) + extra)
+        in_pred = within(*grid.positions(pred_span[0], pred_span[1] + extra))
+        return cls(grid, gt, tube, pred_span, (a, b), boxed, in_pred, hull[1] - hull[0])
 
 
-def score_stvg_many(pairs: Iterable, convention: STVGConvention = HCSTVG_OFFICIAL) -> List[Dict[str, float]]:
-    """score_stvg over many (record, tube) pairs at once: the box IoUs of every query's frames are
-    computed in one vectorised pass. Returns one score dict per pair, in order."""
-    grids: dict = {}
-    queries = [_stvg_query(record, tube, convention, grids) for record, tube in pairs]
-    both = [np.isfinite(q.gt_boxes).all(1) & np.isfinite(q.pred_boxes).all(1) for q in queries]
-    if not queries:
-        return []
-    pred = np.concatenate([q.pred_boxes[m] for q, m in zip(queries, both)])
-    gt = np.concatenate([q.gt_boxes[m] for q, m in zip(queries, both)])
-    flat = paired_box_iou(torch.from_numpy(pred), torch.from_numpy(gt)).double().numpy() if len(pred) else np.zeros(0)
-    bounds = np.cumsum([0] + [int(m.sum()) for m in both])
+def _window_ious(queries: List[_Query]):
+    """The box IoU on every window frame of every query, windows end to end (L frames in all).
+
+    Returns iou float [L] (0 where the tube or the ground truth has no box), has_gt bool [L], and
+    starts int [Q]: query q's window is [starts[q], starts[q] + its size).
+    """
+    sizes = np.array([q.window[1] - q.window[0] for q in queries], dtype=np.int64)
+    starts = np.cumsum(sizes) - sizes
+    # Ground truth: each window frame's row in the queries' prepared arrays, end to end.
+    frames = np.concatenate([q.grid.ids[q.window[0] : q.window[1]] for q in queries])
+    first_rows = np.cumsum([0] + [q.gt.dist.size for q in queries])[:-1] - np.array([q.gt.first_frame for q in queries], dtype=np.int64)
+    half_steps = np.repeat(np.array([q.grid.half_step for q in queries], dtype=np.float64), sizes)
+    has_gt = np.concatenate([q.gt.dist for q in queries])[frames + np.repeat(first_rows, sizes)] <= half_steps
+    # Tubes: boxes interpolated on their boxed frames (coordinates first: pred float [4, K]), and the
+    # ground-truth boxes there (gt float [K, 4]).
+    boxed = [(q, start) for q, start in zip(queries, starts.tolist()) if q.boxed[1] > q.boxed[0]]
+    lengths = [q.boxed[1] - q.boxed[0] for q, _ in boxed]
+    times, boxes, bounds = _timed_boxes([q.tube["frames"] for q, _ in boxed], "box_xyxy")
+    pred, gt = np.empty((4, sum(lengths))), np.empty((sum(lengths), 4))
+    k = 0
+    for (q, _), n, t0, t1 in zip(boxed, lengths, bounds[:-1].tolist(), bounds[1:].tolist()):
+        on_grid = slice(*q.boxed)
+        for c in range(4):
+            pred[c, k : k + n] = np.interp(q.grid.times[on_grid], times[t0:t1], boxes[t0:t1, c])
+        gt[k : k + n] = q.gt.boxes[q.grid.ids[on_grid] - q.gt.first_frame]
+        k += n
+    at = _ranges([start + q.boxed[0] - q.window[0] for q, start in boxed], lengths)  # their window positions
+    both = has_gt[at] & np.isfinite(pred).all(0)
+    iou = np.zeros(frames.size)
+    if both.any():
+        iou[at[both]] = paired_box_iou(torch.from_numpy(pred[:, both].T), torch.from_numpy(gt[both])).double().numpy()
+    return iou, has_gt, starts
+
+
+def _score_queries(queries: List[_Query], end_inclusive: bool) -> List[Dict[str, float]]:
+    """tIoU, vIoU, gt_vIoU of each query (as _stvg_scores_from_iou, on its window frames only)."""
+    iou, has_gt, starts = _window_ious(queries)
+    gt_iou = iou[has_gt]
+    gt_before = np.r_[0, np.cumsum(has_gt)]  # ground-truth frames before each window position
+    ends = starts + np.array([q.window[1] - q.window[0] for q in queries], dtype=np.int64)
     scores = []
-    for n, (q, m) in enumerate(zip(queries, both)):
-        iou = np.zeros(q.ids.shape[0])
-        iou[m] = flat[bounds[n] : bounds[n + 1]]
-        scores.append(_stvg_scores_from_iou(q.ids, q.gt_span, q.pred_span, np.isfinite(q.gt_boxes).all(1), iou, convention.end_inclusive))
+    for q, start, g0, g1 in zip(queries, starts.tolist(), gt_before[starts].tolist(), gt_before[ends].tolist()):
+        gt_viou = float(gt_iou[g0:g1].sum() / max(g1 - g0, 1))
+        if q.pred_span is None:
+            scores.append({"tiou": 0.0, "viou": 0.0, "gt_viou": gt_viou})
+            continue
+        both = iou[start + q.in_pred[0] - q.window[0] : start + q.in_pred[1] - q.window[0]]
+        viou = float(both.sum() / max(q.hull, 1))
+        scores.append({"tiou": frame_span_tiou(q.gt.span, q.pred_span, end_inclusive), "viou": viou, "gt_viou": gt_viou})
     return scores
+
+
+def score_stvg_many(pairs: Iterable, convention: STVGConvention = HCSTVG_OFFICIAL, batch: int = 1024) -> List[Dict[str, float]]:
+    """score_stvg over many (record, tube) pairs at once; returns one score dict per pair, in order. A
+    record may be given as its STVGGroundTruth (prepare_stvg_gt), converted once for several calls.
+
+    Only grid frames inside a query's ground-truth span enter its sums, so those of `batch` queries are
+    laid end to end and their box IoUs computed in one vectorised pass; each sum then runs over the same
+    frames in the same order as stvg_query_scores's, so the scores are the same to the last bit.
+    """
+    pairs = list(pairs)
+    prepared = iter(prepare_stvg_gt([gt for gt, _ in pairs if not isinstance(gt, STVGGroundTruth)]))
+    grids: Dict[tuple, _Grid] = {}
+    queries = []
+    for gt, tube in pairs:
+        gt = gt if isinstance(gt, STVGGroundTruth) else next(prepared)
+        if (gt.total, gt.fps) not in grids:
+            grids[gt.total, gt.fps] = _Grid.build(gt.total, gt.fps, convention)
+        queries.append(_Query.build(gt, tube, grids[gt.total, gt.fps], convention.end_inclusive))
+    return [s for i in range(0, len(queries), batch) for s in _score_queries(queries[i : i + batch], convention.end_inclusive)]
 
 
 def score_stvg(record: dict, tube: Optional[dict], convention: STVGConvention = HCSTVG_OFFICIAL) -> Dict[str, float]:
