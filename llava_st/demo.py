@@ -256,6 +256,7 @@ def evaluate_checkpoint(checkpoint, out_dir, num_videos: int = 40, seed: int = H
     out_dir = Path(out_dir)
     data = out_dir / "data"
     records = write_split(data, num_videos, seed, VIDEOS, "heldout", progress=progress)
+    _forget_other_checkpoints(checkpoint, out_dir / "eval")
     grounder = load_grounder(str(checkpoint), frames=FRAMES)
     result = evaluate(
         grounder,
@@ -274,14 +275,38 @@ def evaluate_checkpoint(checkpoint, out_dir, num_videos: int = 40, seed: int = H
     return result
 
 
+def _forget_other_checkpoints(checkpoint, eval_dir: Path) -> None:
+    """Predictions in `eval_dir` are reused only if they came from these very weights: the SHA-256 of
+    the checkpoint's model.safetensors is kept in eval_dir/checkpoint.json, and eval_dir is emptied when
+    it differs (another checkpoint, or the same path retrained)."""
+    import hashlib
+    import shutil
+
+    weights = Path(checkpoint) / "model.safetensors"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
+    stamp = {"checkpoint": str(Path(checkpoint).resolve()), "model.safetensors sha256": digest}
+    stamp_path = eval_dir / "checkpoint.json"
+    if eval_dir.exists() and (not stamp_path.is_file() or json.loads(stamp_path.read_text()) != stamp):
+        log.info("predictions under %s came from other weights; grounding again", eval_dir)
+        shutil.rmtree(eval_dir)
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    stamp_path.write_text(json.dumps(stamp, indent=1))
+
+
+# The short training's clips: 12 s instead of 8, so the 8 sampled frames fall at new times (0.0s, 1.6s,
+# ...) and the spans to answer are new text for the checkpoint, while the boxes are the same task.
+FINETUNE_VIDEOS = replace(VIDEOS, num_frames=12)
+
+
 def short_training(checkpoint, out_dir, steps: int = 30, clips: int = 4, seed: int = 7) -> List[dict]:
-    """Train `checkpoint` for `steps` steps on `clips` new synthetic clips (batch = clips, so every step
-    sees all of them; lr 1e-3; seed `seed`), in memory (the checkpoint is not changed). Writes loss_curve.png and losses.json under `out_dir`;
+    """Train `checkpoint` for `steps` steps on `clips` new, longer synthetic clips (FINETUNE_VIDEOS;
+    batch = clips, so every step sees all of them; lr 1e-3; seed `seed`), in memory (the checkpoint is
+    not changed). Writes loss_curve.png and losses.json under `out_dir`;
     returns the log rows (step, loss, loss_text, loss_l1, loss_giou)."""
     from .hosts.hf.train import train_hf
 
     data = Path(out_dir) / "data"
-    records = write_split(data, clips, seed, VIDEOS, "finetune")
+    records = write_split(data, clips, seed, FINETUNE_VIDEOS, "finetune")
     result = train_hf(str(checkpoint), records, data, frames=FRAMES, max_steps=steps, batch_size=clips, learning_rate=1e-3, seed=seed, logging_steps=1, disable_tqdm=False)
     rows = [r for r in result.log_history if "loss_text" in r]
     (Path(out_dir) / "losses.json").write_text(json.dumps(rows, indent=1))

@@ -2,11 +2,14 @@
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from llava_st import demo
+from llava_st.hosts.hf import load_st, save_st
 
 
 @pytest.fixture(scope="session")
@@ -42,8 +45,22 @@ def test_demo_writes_every_output_and_reuses_them(tiny_demo_checkpoint, tmp_path
     predictions = out / "eval" / "predictions.rank0-of-1.jsonl"
     video = out / "data" / records[0]["video"]
     stamps = (predictions.read_text(), video.stat().st_mtime_ns)
+    written = predictions.stat().st_mtime_ns
     assert demo.main(argv[:-2] + ["--train-steps", "0"]) == 0
     assert (predictions.read_text(), video.stat().st_mtime_ns) == stamps
+    assert predictions.stat().st_mtime_ns == written  # reused, not rewritten
+
+    # Other weights at the same path: the predictions are made again, not reused.
+    other = tmp_path / "other"
+    shutil.copytree(tiny_demo_checkpoint, other)
+    model, processor = load_st(other)
+    with torch.no_grad():
+        model.st_decoder.head.layers[-1].bias.add_(1.0)
+    save_st(model, processor, other)
+    assert demo.main(["--checkpoint", str(other)] + argv[2:-2] + ["--train-steps", "0"]) == 0
+    stamp = json.loads((out / "eval" / "checkpoint.json").read_text())
+    assert stamp["checkpoint"] == str(other.resolve())
+    assert predictions.stat().st_mtime_ns != written  # grounded again (a random model's text may repeat)
 
 
 def test_demo_without_a_checkpoint_says_how_to_make_one(tmp_path, caplog):
