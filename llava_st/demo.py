@@ -77,7 +77,7 @@ class Recipe:
     (init_vision_positions) and the projector at unit scale (init_projector); identity_blocks: every
     residual block of the tower and the LLM starts as the identity (init_identity_blocks); the space head
     has PyTorch's default initialisation from the host (core QueryGuidedSpaceDecoder.reset_parameters).
-    The default stages are the ones the committed checkpoint was trained with (21,750 steps, ~105 min on
+    The default stages are the ones the committed checkpoint was trained with (21,750 steps, ~99 min on
     one core of this 2-core machine). Measured on the way (README "Demo"): from scratch on the full task
     nothing leaves the constant guess (whole-clip spans, mean boxes) within 2,500 steps; the box stage
     localises a lone target within ~500 steps; the enter stage learns when it is visible within ~250;
