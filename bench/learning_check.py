@@ -81,6 +81,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (the budget)")
+    p.add_argument("--first-stages", type=int, default=None, help="train only the recipe's first N stages")
     p.add_argument("--train-videos", type=int, default=Recipe.train_videos)
     p.add_argument("--num-videos", type=int, default=40, help="held-out videos per variant")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from: " + ", ".join(VARIANTS))
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
     base = Recipe()
-    stages = tuple(replace(s, steps=max(1, round(s.steps * args.scale)), warmup=round(s.warmup * args.scale)) for s in base.stages)
+    stages = tuple(replace(s, steps=max(1, round(s.steps * args.scale)), warmup=round(s.warmup * args.scale)) for s in base.stages[: args.first_stages])
     recipe = replace(base, stages=stages, train_videos=args.train_videos)
     load_before = os.getloadavg()[0]
     rows = [run_variant(name, recipe, args.num_videos) for name in names]
