@@ -17,7 +17,7 @@ query without a frame is never used.
     python -m bench.learning_check [--scale 0.5] [--variants full,queries_after,...]
 
 Writes bench/results/learning_check.json and prints a markdown table (README "Demo" section). Budget:
-the full recipe is 16,750 steps, ~80 min per variant on one core of this machine (boxes as text is slower:
+the full recipe is 21,750 steps, ~100 min per variant on one core of this machine (boxes as text is slower:
 its answers are ~100 tokens); --scale shrinks every stage's steps by the same factor, and --out lets
 variants run in separate processes (one per core) and be merged afterwards.
 """

@@ -165,7 +165,6 @@ class LlavaSTOnevisionForConditionalGeneration(LlavaOnevisionForConditionalGener
             result.loss = combine_losses(result.loss_text, space, self.st)
         return result
 
-
     def _label_loss(self, hidden: torch.Tensor, labels: torch.Tensor, attention_mask: Optional[torch.Tensor]) -> torch.Tensor:
         """The base model's next-token loss (LlavaOnevisionForConditionalGeneration.forward, transformers
         4.45.2: mean cross entropy of position p's logits against labels[p + 1], where the attention mask

@@ -104,7 +104,7 @@ def train_hf(
     frames / force_sample: frames sampled per video (every video of a batch must give the same number;
         force_sample makes that so). freeze_vision: keep the SigLIP tower fixed.
     logits_at_labels_only: apply the LM head only at the answer tokens (the same loss, a fraction of
-        the time and memory: a step of the demo recipe is ~2.5x faster on the CPU).
+        the time and memory: a step of the demo recipe takes half the time on the CPU).
     output_dir: where the final checkpoint (safetensors + processor) is written; None saves nothing.
     training_args: passed to transformers.TrainingArguments (e.g. lr_scheduler_type, warmup_steps,
         weight_decay, gradient_accumulation_steps, bf16).
