@@ -1,6 +1,7 @@
 """Uni-STG validator: valid records pass; every malformed record is rejected by id and field, none crashes."""
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -239,3 +240,106 @@ def test_cli_validate_exit_codes(tmp_path, capsys):
     assert out.returncode == 1
     assert f"{len(CASES) + 3} bad" in out.stdout
     assert "id=case0 field=id" not in out.stdout and "id=? field=id: missing" in out.stdout
+
+
+def _bad_bytes_file(path):
+    """One good record after a line of every kind of bad bytes (issue: each aborted the whole file)."""
+    good = stvg()
+
+    def line(**kw):
+        return json.dumps({**good, **kw}).encode()
+
+    lines = [
+        b"\xef\xbb\xbf" + line(id="bom"),  # a BOM before the first (valid) record
+        line(id="big", width=10**401),  # OverflowError before
+        line(id="huge").replace(b'"width": 640', b'"width": ' + b"9" * 5000),  # beyond the 4,300-digit limit
+        line(id="nul", video="v/a\x00b.mp4"),
+        line(id="\ud800"),  # a lone surrogate (as a JSON escape)
+        b'{"id": "raw", "task": "qa", "video": "\xed\xa0\x80.mp4"}',  # a surrogate as raw bytes: not UTF-8
+        line(id="lat", caption="CAFE").replace(b"CAFE", b"caf\xe9"),  # a latin-1 byte
+        b"[" * 100_000 + b"]" * 100_000,  # 100k-deep nesting
+        line(id="deep", caption=None).replace(b"null", b"[" * 500 + b"]" * 500),
+        line(id="last"),
+    ]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return len(lines)
+
+
+def test_validate_file_survives_any_bytes_and_checks_every_line(tmp_path):
+    path = tmp_path / "bytes.jsonl"
+    n = _bad_bytes_file(path)
+    report = validate_file(path, data_root=tmp_path)
+    assert report.records == n and report.bad_records == n - 2  # "bom" and "last" are valid
+    text = "\n".join(report.problems)
+    text.encode("utf-8")  # every message printable
+    for where, words in [
+        ("line 2: id=big field=width:", "positive finite"),
+        ("line 3: id=huge field=width:", "<integer of 5000 digits>"),
+        ("line 4: id=nul field=video:", "NUL byte"),
+        ("line 5: id=\\ud800 field=id:", "lone surrogate"),
+        ("line 6:", "not UTF-8"),
+        ("line 7:", "not UTF-8 text (byte 0xe9"),
+        ("line 8:", "nested deeper"),
+        ("line 9: id=deep field=caption:", "non-empty string"),
+    ]:
+        assert any(p.startswith(f"{path}: {where}") and words in p for p in report.problems), (where, report.problems)
+    assert not any("line 1:" in p or "line 10:" in p for p in report.problems)
+
+
+def test_validate_reads_a_json_list_file(tmp_path):
+    records = [make() for make in BASES.values()] + ["not a record"]
+    path = tmp_path / "list.json"
+    path.write_text("\ufeff" + json.dumps(records, indent=2))
+    report = validate_file(path)
+    assert report.records == 5 and report.bad_records == 1
+    assert report.problems == [f"{path}: record 5: a record must be a JSON object, got str"]
+    # A JSONL file whose first line happens to be an array is still JSONL.
+    jsonl = tmp_path / "first_is_array.jsonl"
+    jsonl.write_text("[1, 2]\n" + json.dumps(stvg()) + "\n")
+    report = validate_file(jsonl)
+    assert report.records == 2 and report.problems == [f"{jsonl}: line 1: a record must be a JSON object, got list"]
+
+
+def test_cli_validate_file_level_problems_name_the_file(tmp_path):
+    from llava_st.data.jsonl import DataFileError
+
+    (tmp_path / "dir.jsonl").mkdir()
+    utf16 = tmp_path / "utf16.jsonl"
+    utf16.write_bytes(json.dumps(stvg()).encode("utf-16"))
+    broken_list = tmp_path / "broken.json"
+    broken_list.write_text('[{"id": 1},\n {"id": ')
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps(stvg()) + "\n")
+    for path, words in [
+        (tmp_path / "missing.jsonl", "file not found"),
+        (tmp_path / "dir.jsonl", "is a directory"),
+        (utf16, "UTF-16"),
+        (broken_list, "invalid JSON list"),
+    ]:
+        with pytest.raises(DataFileError, match=words) as info:
+            validate_file(path)
+        assert str(info.value).startswith(str(path))
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked.jsonl"
+        locked.write_text("{}\n")
+        locked.chmod(0)
+        with pytest.raises(DataFileError, match="permission denied"):
+            validate_file(locked)
+    files = [good, tmp_path / "missing.jsonl", tmp_path / "dir.jsonl", utf16, broken_list]
+    out = subprocess.run([sys.executable, "-m", "llava_st.cli", "data", "validate", *map(str, files)], capture_output=True, text=True)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    assert f"{tmp_path / 'missing.jsonl'}: file not found" in out.stdout and "UTF-16" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "total: 1 records, 0 bad, 4 unreadable file(s) of 5"
+
+
+def test_cli_validate_bad_bytes_exit_1_with_a_count(tmp_path):
+    path = tmp_path / "bytes.jsonl"
+    n = _bad_bytes_file(path)
+    out = subprocess.run(
+        [sys.executable, "-m", "llava_st.cli", "data", "validate", str(path), "--data-root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == f"{path}: {n} records, {n - 2} bad"

@@ -1,6 +1,6 @@
 """`llava-st data ...`: validate, convert, mix and synthesise Uni-STG data.
 
-    llava-st data validate FILE [--data-root DIR]
+    llava-st data validate FILE [FILE ...] [--data-root DIR]
     llava-st data convert DATASET --out OUT.jsonl [--ann FILE] [dataset options]   (DATASET: see --help)
     llava-st data mix SOURCE [SOURCE ...] --out OUT.jsonl [--seed N] [--table1 [--scale S]]
     llava-st data synth analyze|annotate|refine|filter IN OUT [stage options]
@@ -15,25 +15,49 @@ import logging
 import os
 import sys
 
-
 logger = logging.getLogger(__name__)
 
 
 def _validate(args) -> int:
+    from .jsonl import DataFileError
     from .schema import iter_problems
 
-    records = bad = 0
-    for problems in iter_problems(args.file, args.data_root, progress=True):
-        records += 1
-        if problems:
-            bad += 1
-            if bad <= args.max_print:
-                for message in problems:
-                    print(message)
-    if bad > args.max_print:
-        print(f"... {bad - args.max_print} more bad records not shown (--max-print)")
-    print(f"{args.file}: {records} records, {bad} bad")
-    return 1 if bad else 0
+    _safe_output()
+    if args.data_root is not None and not os.path.isdir(args.data_root):
+        print(f"llava-st data validate: --data-root {args.data_root}: not a directory", file=sys.stderr)
+        return 2
+    total = total_bad = shown = 0
+    unreadable = []
+    for path in args.files:
+        records = bad = 0
+        try:
+            for problems in iter_problems(path, args.data_root, progress=True):
+                records += 1
+                if problems:
+                    bad += 1
+                    if shown < args.max_print:
+                        shown += 1
+                        for message in problems:
+                            print(message)
+        except DataFileError as exc:
+            print(f"{exc} ({records} records read before it)" if records else str(exc))
+            unreadable.append(path)
+        print(f"{path}: {records} records, {bad} bad")
+        total, total_bad = total + records, total_bad + bad
+    if total_bad > shown:
+        print(f"... {total_bad - shown} more bad records not shown (--max-print)")
+    if len(args.files) > 1 or unreadable:
+        print(f"total: {total} records, {total_bad} bad, {len(unreadable)} unreadable file(s) of {len(args.files)}")
+    return 2 if unreadable else 1 if total_bad else 0
+
+
+def _safe_output() -> None:
+    """Never fail on printing a message: unencodable characters (lone surrogates) are escaped."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):  # not a TextIOWrapper (captured by a test harness)
+            pass
 
 
 def _convert(args) -> int:
@@ -152,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="report every bad record by id and field")
-    p.add_argument("file")
+    p.add_argument("files", nargs="+", metavar="FILE", help="Uni-STG JSONL or JSON list file(s)")
     p.add_argument("--data-root", help="check that media paths stay inside this directory")
     p.add_argument("--max-print", type=int, default=1000, help="print the problems of at most this many records")
     p.set_defaults(func=_validate)

@@ -15,19 +15,28 @@ grounding tasks add
     duration, fps seconds and frames per second of the video (duration: stvg, vtg; fps: stvg)
 optional
     clip          [t0, t1] seconds: the part of the video the annotation belongs to (VidSTG's used segment)
+    sentence_type a string (VidSTG: "declarative" | "interrogative")
+    annotator_spans [[t_s, t_e], ...] seconds, every annotator's span (DiDeMo)
 
-`validate_record` returns every problem as "id=<id> field=<field>: <what is wrong>" and never raises.
+Media paths follow the one data-root rule of `data.paths` (no `..`, not absolute, no NUL byte; with a data
+root, no symbolic link leading out of it).
+
+`validate_record` returns every problem as "id=<id> field=<field>: <what is wrong>" and never raises,
+whatever the record holds (numbers beyond float range, lone surrogates, deep nesting). `iter_problems` and
+`validate_file` read JSONL and JSON list files (`data.jsonl.iter_records`); every problem of a file names
+the file and the line (JSONL) or record number (JSON list, from 1).
 """
 
 import math
-import os
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, List, Optional
 
 from tqdm import tqdm
 
-from .jsonl import iter_lines
+from .jsonl import iter_records
+from .paths import MediaPathError, path_problem, resolve_media, show_id
 
 TASKS = ("stvg", "vtg", "rec", "qa", "caption", "conversation")
 GROUNDING_TASKS = ("stvg", "vtg", "rec")
@@ -39,35 +48,75 @@ PIXEL_TOL = 0.5
 
 
 def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an int beyond float range
+        return False
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 80, 80, 40
+
+
+def _r(value) -> str:
+    """A short repr of any value for a message (bounded length and depth, lone surrogates escaped)."""
+    try:
+        return _REPR.repr(value)
+    except (ValueError, RecursionError):  # an int beyond Python's digit limit for str()
+        return f"<{type(value).__name__}>"
+
+
+def _usable_id(rid) -> bool:
+    if isinstance(rid, bool) or not isinstance(rid, (str, int)):
+        return False
+    if isinstance(rid, int):
+        return _is_number(rid)
+    return bool(rid)
 
 
 class _Problems:
     def __init__(self, record_id):
         self.record_id = record_id
+        self.shown = show_id(record_id) if record_id is not None else "?"
         self.items: List[str] = []
 
     def add(self, field_name: str, message: str) -> None:
-        self.items.append(f"id={self.record_id} field={field_name}: {message}")
+        self.items.append(f"id={self.shown} field={field_name}: {message}")
 
 
-def validate_record(record, data_root=None) -> List[str]:
+def validate_record(record, data_root=None, conversations: bool = True) -> List[str]:
     """Every problem of one Uni-STG record (empty list when valid); `data_root` enables the path checks
-    against that directory (paths must stay inside it). Never raises."""
+    against that directory (paths must stay inside it, `data.paths.resolve_media`). conversations=False
+    skips the `conversations` checks (evaluation reads only the grounding fields). Never raises."""
     if not isinstance(record, dict):
         return [f"id=? field=record: a record must be a JSON object, got {type(record).__name__}"]
     rid = record.get("id")
-    p = _Problems(rid if isinstance(rid, (str, int)) and not isinstance(rid, bool) and str(rid) else "?")
-    if p.record_id == "?":
-        p.add("id", "missing or empty (must be a non-empty string or an integer)")
+    p = _Problems(rid if _usable_id(rid) else None)
+    if p.record_id is None:
+        p.add("id", f"missing or empty (must be a non-empty string or an integer), got {_r(rid)}")
+    elif isinstance(rid, str) and not _utf8(rid):
+        p.add("id", f"not valid Unicode text (a lone surrogate): {_r(rid)}")
     task = record.get("task")
-    if task not in TASKS:
-        p.add("task", f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    if not isinstance(task, str) or task not in TASKS:
+        p.add("task", f"unknown task {_r(task)}; expected one of {', '.join(TASKS)}")
+        task = None
     _check_media(record, task, data_root, p)
-    _check_conversations(record.get("conversations"), p)
+    if conversations:
+        _check_conversations(record.get("conversations"), p)
     if task in GROUNDING_TASKS:
         _check_grounding(record, task, p)
+    _check_optional(record, p)
     return p.items
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_media(record, task, data_root, p) -> None:
@@ -81,20 +130,18 @@ def _check_media(record, task, data_root, p) -> None:
     if task == "rec" and key != "image":
         p.add(key, "task rec needs an 'image'")
     path = record[key]
-    if not isinstance(path, str) or not path.strip():
-        p.add(key, f"must be a non-empty relative path, got {path!r}")
+    problem = path_problem(path)
+    if problem is not None:
+        p.add(key, problem)
         return
-    if os.path.isabs(path) or path.startswith("~"):
-        p.add(key, f"path {path!r} must be relative to the data root")
-        return
-    if ".." in Path(path).parts:
-        p.add(key, f"path {path!r} escapes the data root")
+    if not _utf8(path):
+        p.add(key, f"path {_r(path)} is not valid Unicode text (a lone surrogate)")
         return
     if data_root is not None:
-        root = Path(data_root).resolve()
-        resolved = (root / path).resolve()
-        if root != resolved and root not in resolved.parents:
-            p.add(key, f"path {path!r} escapes the data root {str(root)!r} (through a link)")
+        try:
+            resolve_media(data_root, path, p.record_id, key)
+        except MediaPathError as exc:
+            p.add(key, exc.reason)
 
 
 def _check_conversations(conv, p) -> None:
@@ -107,7 +154,7 @@ def _check_conversations(conv, p) -> None:
             p.add(name, f"a turn must be an object, got {type(turn).__name__}")
             continue
         if turn.get("from") not in SPEAKERS:
-            p.add(f"{name}.from", f"must be 'human' or 'gpt', got {turn.get('from')!r}")
+            p.add(f"{name}.from", f"must be 'human' or 'gpt', got {_r(turn.get('from'))}")
         if not isinstance(turn.get("value"), str) or not turn.get("value"):
             p.add(f"{name}.value", "must be a non-empty string")
     first = conv[0]
@@ -126,7 +173,7 @@ def _positive(record, name, p) -> Optional[float]:
         p.add(name, "missing")
         return None
     if not _is_number(value) or value <= 0:
-        p.add(name, f"must be a positive finite number, got {value!r}")
+        p.add(name, f"must be a positive finite number, got {_r(value)}")
         return None
     return float(value)
 
@@ -134,7 +181,7 @@ def _positive(record, name, p) -> Optional[float]:
 def _check_grounding(record, task, p) -> None:
     caption = record.get("caption")
     if not isinstance(caption, str) or not caption.strip():
-        p.add("caption", f"must be a non-empty string, got {caption!r}")
+        p.add("caption", f"must be a non-empty string, got {_r(caption)}")
     width = height = duration = None
     if task in ("stvg", "rec"):
         width, height = _positive(record, "width", p), _positive(record, "height", p)
@@ -171,7 +218,7 @@ def _check_span(span, duration, name, p) -> Optional[tuple]:
         p.add(name, "missing")
         return None
     if not isinstance(span, (list, tuple)) or len(span) != 2 or not all(_is_number(x) for x in span):
-        p.add(name, f"must be [t_s, t_e] of two finite numbers (seconds), got {span!r}")
+        p.add(name, f"must be [t_s, t_e] of two finite numbers (seconds), got {_r(span)}")
         return None
     start, end = float(span[0]), float(span[1])
     ok = True
@@ -194,17 +241,17 @@ def _check_box(box, i, task, span, width, height, p) -> None:
         return
     t = box.get("t")
     if not _is_number(t):
-        p.add(f"{name}.t", f"must be a finite number (seconds), got {t!r}")
+        p.add(f"{name}.t", f"must be a finite number (seconds), got {_r(t)}")
     elif task == "rec" and t != 0:
         p.add(f"{name}.t", f"an image box has t = 0, got {t}")
     elif span is not None and not (span[0] - TIME_TOL <= t <= span[1] + TIME_TOL):
         p.add(f"{name}.t", f"time {t} lies outside the span [{span[0]}, {span[1]}]")
     xyxy = box.get("xyxy")
     if not isinstance(xyxy, (list, tuple)) or len(xyxy) != 4:
-        p.add(f"{name}.xyxy", f"must be [x0, y0, x1, y1] pixels, got {xyxy!r}")
+        p.add(f"{name}.xyxy", f"must be [x0, y0, x1, y1] pixels, got {_r(xyxy)}")
         return
     if not all(_is_number(v) for v in xyxy):
-        p.add(f"{name}.xyxy", f"coordinates must be finite numbers, got {xyxy!r}")
+        p.add(f"{name}.xyxy", f"coordinates must be finite numbers, got {_r(xyxy)}")
         return
     x0, y0, x1, y1 = (float(v) for v in xyxy)
     if min(x0, y0, x1, y1) < -PIXEL_TOL:
@@ -215,6 +262,19 @@ def _check_box(box, i, task, span, width, height, p) -> None:
         p.add(f"{name}.xyxy", f"outside the frame: x {max(x0, x1)} > width {width}")
     if height is not None and max(y0, y1) > height + PIXEL_TOL:
         p.add(f"{name}.xyxy", f"outside the frame: y {max(y0, y1)} > height {height}")
+
+
+def _check_optional(record, p) -> None:
+    if "sentence_type" in record and not isinstance(record["sentence_type"], str):
+        p.add("sentence_type", f"must be a string, got {_r(record['sentence_type'])}")
+    if "annotator_spans" in record:
+        spans = record["annotator_spans"]
+        if not isinstance(spans, list):
+            p.add("annotator_spans", f"must be a list of [t_s, t_e], got {_r(spans)}")
+            return
+        for i, span in enumerate(spans):
+            if not isinstance(span, (list, tuple)) or len(span) != 2 or not all(_is_number(x) for x in span):
+                p.add(f"annotator_spans[{i}]", f"must be [t_s, t_e] of two finite numbers (seconds), got {_r(span)}")
 
 
 @dataclass
@@ -231,27 +291,29 @@ class ValidationReport:
 
 
 def iter_problems(path, data_root=None, progress: bool = False) -> Iterator[List[str]]:
-    """Yield the problems of each line of a JSONL file in order (an empty list for a good record),
-    including unreadable lines and duplicate ids."""
+    """Yield the problems of each record of a JSONL or JSON list file in order (an empty list for a good
+    record), including unreadable lines and duplicate ids; each message starts with "<file>: line N: "
+    (or "record N: " in a list). File-level problems raise data.jsonl.DataFileError naming the file."""
     seen = set()
-    lines = iter_lines(path)
+    entries = iter_records(path)
     if progress:
-        lines = tqdm(lines, desc=f"validate {Path(path).name}", unit="rec")
-    for line_no, record, error in lines:
+        entries = tqdm(entries, desc=f"validate {Path(path).name}", unit="rec")
+    for where, record, error in entries:
         if error:
-            yield [error]
+            yield [f"{path}: {error}"]
             continue
         problems = validate_record(record, data_root)
         rid = record.get("id")
-        if isinstance(rid, (str, int)) and str(rid):
-            if str(rid) in seen:
-                problems.append(f"id={rid} field=id: duplicate id")
-            seen.add(str(rid))
-        yield [f"{msg} (line {line_no})" for msg in problems]
+        if _usable_id(rid):
+            key = str(rid)  # 1 and "1" are the same sample to every reader
+            if key in seen:
+                problems.append(f"id={show_id(rid)} field=id: duplicate id")
+            seen.add(key)
+        yield [f"{path}: {where}: {msg}" for msg in problems]
 
 
 def validate_file(path, data_root=None, progress: bool = False) -> ValidationReport:
-    """Validate a Uni-STG JSONL file line by line (streaming); see `validate_record`."""
+    """Validate a Uni-STG JSONL or JSON list file record by record (JSONL streams); see `validate_record`."""
     report = ValidationReport()
     for problems in iter_problems(path, data_root, progress):
         report.records += 1
