@@ -58,6 +58,25 @@ def test_annotator_missing_video_is_dropped_by_id(tiny_gdino, data_root, caplog)
     assert "id=gone field=video" in caplog.text and "nope.mp4" in caplog.text
 
 
+def test_annotator_never_reads_outside_the_data_root(tiny_gdino, data_root, tmp_path, caplog):
+    """`..`, absolute paths and links leading out of the data root are dropped, named by id and field."""
+    import shutil
+
+    outside = tmp_path / "outside.mp4"
+    shutil.copy(data_root / "box.mp4", outside)
+    link = data_root / "escape.mp4"
+    link.unlink(missing_ok=True)
+    link.symlink_to(outside)
+    annotator = Annotator(tiny_gdino, data_root=str(data_root))
+    try:
+        for n, path in enumerate(["escape.mp4", f"../{tmp_path.name}/outside.mp4", str(outside), "a\x00.mp4", None]):
+            with pytest.raises(Dropped, match="path outside data root"):
+                annotator({"id": f"p{n}", "video": path, "span": [1.0, 2.0], "target": "a red box"})
+            assert f"id=p{n} field=video:" in caplog.text
+    finally:
+        link.unlink()
+
+
 def test_pipeline_cli_end_to_end_and_resume(tmp_path, tiny_gdino, data_root, capsys):
     src = tmp_path / "vtg.jsonl"
     with open(src, "w") as f:

@@ -1,12 +1,14 @@
 """`llava-st viz`: tubes drawn onto a real mp4 where they belong, per-frame IoU plotted to a PNG."""
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from llava_st.cli import main
+from llava_st.data.paths import MediaPathError
 from llava_st.eval import viz
 
 
@@ -55,7 +57,11 @@ def test_per_frame_iou_is_zero_where_one_side_is_missing(moving_box_video):
 
 def test_draw_sample_writes_video_and_iou_plot(moving_box_video, tmp_path):
     record, tube = _record_and_tube(moving_box_video)
-    mp4, png = viz.draw_sample(record, tube, "/", tmp_path)
+    with pytest.raises(MediaPathError, match="id=clip/1 field=video: .* relative to the data root"):
+        viz.draw_sample(record, tube, "/", tmp_path)  # the data-root rule: never an absolute path
+    root = Path(record["video"]).parent
+    record = {**record, "video": Path(record["video"]).name}
+    mp4, png = viz.draw_sample(record, tube, root, tmp_path)
     assert mp4.name == "clip_1.mp4" and png.name == "clip_1.iou.png"
     frames = _frames(mp4)
     assert frames.shape == (40, 64, 96, 3)

@@ -1,6 +1,6 @@
 """transformers host: records -> items -> batches, mixed video/image batches, the boxes-as-text ablation."""
 
-import os
+import shutil
 
 import numpy as np
 import pytest
@@ -9,9 +9,9 @@ import torch
 from llava_st.core.batch import GROUNDING_BOX_MASK, GROUNDING_TEXT_INDEX, GROUNDING_TEXT_MASK
 from llava_st.core.boxtext import format_boxes_text
 from llava_st.core.config import STConfig
+from llava_st.core.tube import text_tube
 from llava_st.data.templates import REC_ANSWER
 from llava_st.hosts.hf.data import IGNORE_INDEX, STCollator, STDataset
-from llava_st.core.tube import text_tube
 from llava_st.testing.hf import build_tiny_st
 
 
@@ -22,14 +22,17 @@ def media(moving_box_video, tmp_path_factory):
 
     path, boxes = moving_box_video
     root = tmp_path_factory.mktemp("media")
-    os.symlink(path, root / "box.mp4")
+    shutil.copy(path, root / "box.mp4")  # a copy: a link out of the data root is refused (data.paths)
     Image.fromarray(np.full((48, 80, 3), 120, dtype=np.uint8)).save(root / "img.png")
     stvg = {
         "id": "v1", "task": "stvg", "video": "box.mp4", "caption": "the red box", "span": [1.0, 2.9],
         "boxes": [{"t": t / 10, "xyxy": boxes[t].tolist()} for t in range(10, 30)],
         "width": 96, "height": 64, "duration": 4.0, "fps": 10.0,
     }
-    rec = {"id": "i1", "task": "rec", "image": "img.png", "caption": "the grey square", "boxes": [{"t": 0.0, "xyxy": [8, 4, 40, 36]}], "width": 80, "height": 48}
+    rec = {
+        "id": "i1", "task": "rec", "image": "img.png", "caption": "the grey square",
+        "boxes": [{"t": 0.0, "xyxy": [8, 4, 40, 36]}], "width": 80, "height": 48,
+    }
     return root, stvg, rec
 
 
@@ -84,3 +87,35 @@ def test_videos_of_different_lengths_in_one_batch_are_refused(qwen_tokenizer, me
     b = STDataset([stvg], root, proc, frames=3)[0]
     with pytest.raises(ValueError, match="same number of frames"):
         STCollator(proc.tokenizer.pad_token_id)([a, b])
+
+
+def test_media_paths_outside_the_data_root_are_refused(qwen_tokenizer, media, tmp_path):
+    """../, absolute paths and links leading out of the data root never reach the reader (data.paths)."""
+    from llava_st.hosts.hf.data import RecordError
+
+    root, stvg, rec = media
+    outside = tmp_path / "outside.mp4"
+    shutil.copy(root / "box.mp4", outside)
+    jail = tmp_path / "root"
+    jail.mkdir()
+    shutil.copy(root / "box.mp4", jail / "box.mp4")
+    shutil.copy(root / "img.png", jail / "img.png")
+    (jail / "link.mp4").symlink_to(outside)
+    (jail / "inside_link.mp4").symlink_to(jail / "box.mp4")
+    _, proc = build_tiny_st(qwen_tokenizer, STConfig(num_queries=8))
+    dataset = STDataset([stvg], jail, proc, frames=4)
+    for key, path, words in [
+        ("video", "../outside.mp4", "escapes the data root"),
+        ("video", str(outside), "relative to the data root"),
+        ("video", "link.mp4", "through a link"),
+        ("image", "../root/../outside.mp4", "escapes the data root"),
+        ("video", "a\x00.mp4", "NUL byte"),
+    ]:
+        record = {**(stvg if key == "video" else rec), key: path}
+        with pytest.raises(RecordError, match=words) as info:
+            dataset.item(record)
+        assert f"record {record['id']}: field '{key}'" in str(info.value)
+    assert dataset.item({**stvg, "video": "inside_link.mp4"})[GROUNDING_BOX_MASK].tolist() == [False, True, True, False]
+    # In a dataset, the escaping record is skipped for a good one.
+    mixed = STDataset([{**stvg, "id": "out", "video": "link.mp4"}, stvg], jail, proc, frames=4)
+    assert mixed[0][GROUNDING_BOX_MASK].tolist() == [False, True, True, False]

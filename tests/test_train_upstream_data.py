@@ -155,3 +155,46 @@ def test_boxes_as_text_ablation_writes_the_boxes_into_the_answer(data_root, qwen
     assert boxes[1.1] == pytest.approx([4 / W, 22 / H, 28 / W, 42 / H], abs=0.006)  # frame 11, two decimals
     rec_answer = qwen_tokenizer.decode([t for t in rec["labels"].tolist() if t != IGNORE_INDEX])
     assert "[0.31, 0.31, 0.62, 0.69]" in rec_answer
+
+
+def test_media_paths_leaving_the_data_folders_are_dropped_at_load(tmp_path, qwen_tokenizer):
+    """The one path rule (data.paths): a link out of --video_folder/--image_folder, `..` or an absolute path
+    is never read; such records are dropped at load, counted by reason and named by id and field."""
+    import shutil
+
+    from llava_st.hosts.llava_next.dataset import PATH_OUTSIDE, GroundingDataset
+
+    root = tmp_path / "data"
+    path = write_mixed_data(root)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(root / "box.mp4", outside / "secret.mp4")
+    shutil.copy(root / "box.png", outside / "secret.png")
+    (root / "out.mp4").symlink_to(outside / "secret.mp4")
+    (root / "out_dir").symlink_to(outside)
+    (root / "inside.mp4").symlink_to(root / "box.mp4")
+    records = json.loads(path.read_text())
+    stvg, rec, qa = records[0], records[1], records[3]
+    records += [
+        dict(stvg, id="link-video", video="out.mp4"),
+        dict(qa, id="link-dir", video="out_dir/secret.mp4"),
+        dict(rec, id="link-image", image="out_dir/secret.png"),
+        dict(qa, id="dotdot", video="../outside/secret.mp4"),
+        {"id": "plain-abs", "video": str(outside / "secret.mp4"), "conversations": qa["conversations"]},  # no task
+        dict(stvg, id="inside-link", video="inside.mp4"),
+    ]
+    path.write_text(json.dumps(records))
+    ds = GroundingDataset(str(path), qwen_tokenizer, data_args(root))
+    assert ds.bad.counts == {PATH_OUTSIDE: 4, "invalid record": 1}  # `..` in a Uni-STG record: the validator's check
+    named = {e["id"]: e["reason"] for e in ds.bad.entries}
+    assert "id=link-video field=video:" in named["link-video"] and "through a link" in named["link-video"]
+    assert "id=link-image field=image:" in named["link-image"]
+    assert "field=video" in named["dotdot"] and "field=video" in named["plain-abs"]
+    ids = [ds[i]["id"] for i in range(len(ds))]
+    assert sorted(ids) == sorted(["stvg-0", "rec-0", "vtg-0", "qa-0", "inside-link"])
+    assert ds.bad.counts == {PATH_OUTSIDE: 4, "invalid record": 1}  # nothing failed to read
+    # A link that turns to point outside after the load is caught when the sample is read.
+    (root / "inside.mp4").unlink()
+    (root / "inside.mp4").symlink_to(outside / "secret.mp4")
+    item = ds[ids.index("inside-link")]
+    assert item["id"] != "inside-link" and "inside-link" in {e["id"] for e in ds.bad.entries if e["kind"] == PATH_OUTSIDE}

@@ -8,12 +8,15 @@ current directory). The llava_st model answers a grounding request with the pred
 import json
 import os
 
+from llava_st.data.paths import resolve_media
 from llava_st.eval import metrics as M
 
 
 def doc_to_visual(doc):
-    media = doc.get("video") or doc.get("image")
-    return [os.path.join(os.environ.get("LLAVA_ST_DATA_ROOT", "."), media)]
+    """The document's video or image under $LLAVA_ST_DATA_ROOT (data.paths rule: MediaPathError, naming id
+    and field, for `..`, absolute paths and links leading out of it)."""
+    key = "video" if doc.get("video") else "image"
+    return [str(resolve_media(os.environ.get("LLAVA_ST_DATA_ROOT", "."), doc.get(key), doc.get("id"), key))]
 
 
 def doc_to_text(doc, lmms_eval_specific_kwargs=None):

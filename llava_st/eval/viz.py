@@ -164,13 +164,16 @@ def plot_iou(times: np.ndarray, iou: np.ndarray, out_png, title: str = "", spans
 
 
 def draw_sample(record: dict, tube: Optional[dict], data_root, out_dir) -> List[Path]:
-    """Draw one evaluated sample into `out_dir`: <id>.mp4 + <id>.iou.png for a video, <id>.png for an image."""
+    """Draw one evaluated sample into `out_dir`: <id>.mp4 + <id>.iou.png for a video, <id>.png for an image.
+    Media paths follow the data-root rule (data.paths.resolve_media; MediaPathError otherwise)."""
+    from ..data.paths import resolve_media
+
     out_dir = Path(out_dir)
     rid = str(record["id"]).replace("/", "_")
     tubes = [tube] if tube else []
     if record.get("image"):
-        return [draw_image(Path(data_root) / record["image"], tubes, out_dir / f"{rid}.png", record)]
-    video = Path(data_root) / record["video"]
+        return [draw_image(resolve_media(data_root, record["image"], record["id"], "image"), tubes, out_dir / f"{rid}.png", record)]
+    video = resolve_media(data_root, record["video"], record["id"], "video")
     mp4 = draw_tubes_video(video, tubes, out_dir / f"{rid}.mp4", record)
     fps = float(record.get("fps") or _read_all_frames(video)[1])
     times = np.arange(int(round(float(record["duration"]) * fps))) / fps

@@ -6,7 +6,8 @@ each is passed with the text prompt "<target>." to GroundingDinoForObjectDetecti
 every box scoring at least `box_threshold` (0.3 in the paper) is kept. The record gains
     detections: [{"t": seconds, "boxes": [[x0, y0, x1, y1] pixels of the original frame, ...],
                   "scores": [float, ...]}]  (one entry per sampled frame, possibly empty)
-and the video's `width`, `height`, `fps`, `duration`. Drops: "video unreadable".
+and the video's `width`, `height`, `fps`, `duration`. Drops: "video unreadable", "path outside data root"
+(the one data-root rule, `data.paths.resolve_media`: no `..`, absolute path or link leading out).
 """
 
 import logging
@@ -16,6 +17,7 @@ from typing import List
 import numpy as np
 import torch
 
+from ..paths import MediaPathError, resolve_media
 from ..video import VideoReadError, sample_frames
 from .stage import Dropped
 
@@ -101,7 +103,11 @@ class Annotator:
         return results
 
     def __call__(self, record: dict) -> dict:
-        path = os.path.join(self.data_root, record["video"])
+        try:
+            path = str(resolve_media(self.data_root, record.get("video"), record.get("id"), "video"))
+        except MediaPathError as e:
+            logger.warning("%s", e)
+            raise Dropped("path outside data root") from e
         try:
             frames, times, fps, duration = read_span_frames(path, record["span"], self.sample_fps)
         except VideoReadError as e:

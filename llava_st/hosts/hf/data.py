@@ -6,7 +6,6 @@ targets of core/batch.py for its F sampled frames (F = 1 for an image).
 """
 
 import logging
-import os
 import random
 from typing import List, Optional, Sequence
 
@@ -17,6 +16,7 @@ from torch.utils.data import Dataset
 from ...core.batch import GROUNDING_BOX_MASK, GROUNDING_BOXES, GROUNDING_TEXT_INDEX, GROUNDING_TEXT_MASK
 from ...core.layout import description_token_positions
 from ...core.timespan import format_span
+from ...data.paths import MediaPathError, resolve_media
 from ...data.targets import FrameTargets, boxes_answer, frame_targets, image_targets
 from ...data.templates import REC_ANSWER, instruction
 from ...data.video import read_video
@@ -48,8 +48,9 @@ class STDataset(Dataset):
     that many. Grounding records (stvg/vtg/rec) take their question from `conversations` when present,
     else from data.templates; STVG/VTG answers are format_span of the span snapped to the sampled frames,
     REC's is REC_ANSWER; with the processor's query_mode "none" the answer carries the boxes as text.
-    Other tasks use their conversations as they are. A bad record is logged with its id and field and
-    replaced by the next good one, so a run loses nothing else.
+    Other tasks use their conversations as they are. Media paths follow the one data-root rule
+    (data.paths.resolve_media: no `..`, absolute path or link out of `data_root`). A bad record is logged
+    with its id and field and replaced by the next good one, so a run loses nothing else.
     """
 
     def __init__(self, records: Sequence[dict], data_root, processor, frames: int = 16, force_sample: bool = True, seed: int = 0):
@@ -82,7 +83,9 @@ class STDataset(Dataset):
             raise RecordError(f"record {rid}: field 'task' is missing")
         if "video" in record:
             try:
-                frames, sample = read_video(os.path.join(self.root, record["video"]), self.frames, force_sample=self.force_sample)
+                frames, sample = read_video(str(self._media(record, rid, "video")), self.frames, force_sample=self.force_sample)
+            except RecordError:
+                raise
             except Exception as exc:
                 raise RecordError(f"record {rid}: field 'video': {exc}") from exc
             prefix = video_prefix(sample.num_frames, sample.duration, sample.times)
@@ -90,7 +93,9 @@ class STDataset(Dataset):
             times = sample.times
         elif "image" in record:
             try:
-                image = load_image(os.path.join(self.root, record["image"]))
+                image = load_image(str(self._media(record, rid, "image")))
+            except RecordError:
+                raise
             except Exception as exc:
                 raise RecordError(f"record {rid}: field 'image': cannot read {record['image']}: {exc}") from exc
             prefix = image_prefix(image.shape[0], image.shape[1])
@@ -122,6 +127,13 @@ class STDataset(Dataset):
                 raise RecordError(f"record {rid}: field 'caption': its text does not occur in the question")
             item[GROUNDING_TEXT_INDEX] = positions
         return item
+
+    def _media(self, record, rid, key: str):
+        """The record's media file under the data root (data.paths rule); RecordError naming id and field."""
+        try:
+            return resolve_media(self.root, record[key], rid, key)
+        except MediaPathError as exc:
+            raise RecordError(f"record {rid}: field {key!r}: {exc.reason}") from exc
 
     def _targets(self, record, rid, task, times) -> FrameTargets:
         try:

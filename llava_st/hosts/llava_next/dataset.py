@@ -15,6 +15,10 @@ upstream handles them. For Uni-STG grounding records (DESIGN.md §3 "Uni-STG rec
   as text (core.boxtext) and no targets are attached.
 - "text" holds the positions of the description's tokens in `input_ids` (before any visual splice).
 
+Media paths follow the one data-root rule (`llava_st.data.paths.resolve_media`): a `video` must stay
+inside `--video_folder`, an `image` inside `--image_folder` (no `..`, absolute path or symbolic link
+leading out); records that break it are dropped at load as "path outside data root".
+
 Bad samples (missing or corrupt video/image, invalid record, description not in the prompt) are logged
 once with id and reason, counted, and replaced by another random sample in a loop (upstream recurses
 on `i + 1`). `GroundingCollator` pads the per-item targets into the batch keys of core/batch.py.
@@ -36,14 +40,15 @@ from llava.train.train import DataCollatorForSupervisedDataset, LazySupervisedDa
 from ...core.batch import GROUNDING_BOX_MASK, GROUNDING_BOXES, GROUNDING_TEXT_INDEX, GROUNDING_TEXT_MASK
 from ...core.layout import description_token_positions
 from ...core.timespan import format_frame_times, format_span, snap_span
+from ...data.paths import MediaPathError, path_problem, resolve_media
 from ...data.schema import validate_record
-from ...data.targets import frame_targets, image_targets
+from ...data.targets import boxes_answer, frame_targets, image_targets
 from ...data.video import VideoReadError, read_video
-from ...data.targets import boxes_answer
 
 logger = logging.getLogger(__name__)
 
 SPAN_TASKS = ("stvg", "vtg")
+PATH_OUTSIDE = "path outside data root"
 BOX_TASKS = ("stvg", "rec")
 
 # Videos read by GroundingDataset just before upstream's _get_item asks for them (path -> read result).
@@ -58,7 +63,9 @@ def read_video_for_upstream(video_file: str, data_args):
     times inference and eval use.
     """
     preread = _PREREAD.pop(video_file, None)
-    frames, sample = preread or read_video(video_file, data_args.frames_upbound or 0, data_args.video_fps or 1, bool(data_args.force_sample))
+    frames, sample = preread or read_video(
+        video_file, data_args.frames_upbound or 0, data_args.video_fps or 1, bool(data_args.force_sample)
+    )
     return frames, sample.duration, format_frame_times(sample.times), sample.num_frames
 
 
@@ -90,10 +97,35 @@ def record_problems(record) -> List[str]:
     if isinstance(record, dict) and "task" in record:
         return validate_record(record)
     convs = record.get("conversations") if isinstance(record, dict) else None
-    ok = isinstance(convs, list) and convs and all(isinstance(c, dict) and c.get("from") in ("human", "gpt") and isinstance(c.get("value"), str) for c in convs)
+    ok = isinstance(convs, list) and convs and all(
+        isinstance(c, dict) and c.get("from") in ("human", "gpt") and isinstance(c.get("value"), str) for c in convs
+    )
     if not ok or not any(c["from"] == "gpt" for c in convs):
         return ["field=conversations: needs a list of turns with 'from' (human|gpt), a string 'value' and a gpt answer"]
     return []
+
+
+def media_path_problems(record, data_args) -> List[str]:
+    """Problems of a record's media paths under upstream's folders (data.paths rule), naming id and field;
+    [] when every path stays inside its folder. A folder that is not set allows no check but the lexical one."""
+    if not isinstance(record, dict):
+        return []
+    rid = record.get("id")
+    problems = []
+    for key, folder in (("video", data_args.video_folder), ("image", data_args.image_folder)):
+        if key not in record:
+            continue
+        paths = record[key] if isinstance(record[key], list) else [record[key]]
+        for n, path in enumerate(paths):
+            name = key if len(paths) == 1 and not isinstance(record[key], list) else f"{key}[{n}]"
+            try:
+                if folder:
+                    resolve_media(folder, path, rid, name)
+                elif path_problem(path):
+                    raise MediaPathError(rid, name, path_problem(path))
+            except MediaPathError as exc:
+                problems.append(str(exc))
+    return problems
 
 
 class BadSampleLog:
@@ -164,9 +196,11 @@ class GroundingDataset(LazySupervisedDataset):
         kept = []
         for index, record in enumerate(self.list_data_dict):
             problems = record_problems(record)
+            sample_id = record.get("id", index) if isinstance(record, dict) else index
             if problems:
-                sample_id = record.get("id", index) if isinstance(record, dict) else index
                 self.bad.add(sample_id, "invalid record", "; ".join(problems))
+            elif media_path_problems(record, data_args):
+                self.bad.add(sample_id, PATH_OUTSIDE, "; ".join(media_path_problems(record, data_args)))
             else:
                 kept.append(record)
         self.list_data_dict = kept
@@ -201,11 +235,15 @@ class GroundingDataset(LazySupervisedDataset):
         if self._inside:  # upstream's video branch failed and recursed on i + 1 (llava/train/train.py)
             raise BadSample("failed to load", "upstream could not process the video (its message is printed above)")
         record = self.list_data_dict[i]
+        problems = media_path_problems(record, self.data_args)  # again: a link may have changed since the load
+        if problems:
+            raise BadSample(PATH_OUTSIDE, "; ".join(problems))
         prepared = copy.deepcopy(record)  # upstream writes the time instruction into the record it reads
         sample, video_path = None, None
         if "video" in record and "shareVideoGPTV" not in record["video"]:
             video_path = os.path.join(self.data_args.video_folder, record["video"])
-            frames, sample = read_video(video_path, self.data_args.frames_upbound or 0, self.data_args.video_fps or 1, bool(self.data_args.force_sample))
+            args = self.data_args
+            frames, sample = read_video(video_path, args.frames_upbound or 0, args.video_fps or 1, bool(args.force_sample))
             _PREREAD[video_path] = (frames, sample)
         task = record.get("task")
         targets = None
