@@ -1,25 +1,32 @@
 # The two commands of the README: `make demo` (the main job) and `make test`. Each creates or updates
-# the venv and installs what it needs. Upstream LLaVA-NeXT is installed from a local source directory
-# when one exists (LLAVA_NEXT_SRC), so that the tests marked `upstream` run.
+# the venv and installs exactly the versions of requirements.lock (every package pinned, with hashes;
+# regenerated from pyproject.toml by `make lock`). Upstream LLaVA-NeXT is installed from a local source
+# directory when one exists (LLAVA_NEXT_SRC), so that the tests marked `upstream` run.
 PYTHON ?= python3
 VENV ?= .venv
+LOCK := requirements.lock
 LLAVA_NEXT_SRC ?= $(HOME)/LLaVA-NeXT
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
-STAMP := $(VENV)/.installed-$(shell cat setup.py constraints.txt | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
+# `make lock UPGRADE="--upgrade-package NAME"` (or UPGRADE=--upgrade) moves pins; without it, pip-compile
+# keeps every existing pin that still satisfies pyproject.toml.
+UPGRADE ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install upstream test demo demo-train bench clean
+.PHONY: install upstream lock lint test demo demo-train bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(PY) setup.py constraints.txt
-	@echo "[make] installing torch 2.14.1 + torchvision 0.29.1 and llava_st[dev] into $(VENV) (first time: a few minutes)"
-	$(PIP) install -c constraints.txt torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -c constraints.txt -e '.[dev]'
+# The lock is complete, so --no-deps: nothing outside it can be installed. torch 2.14.1 + torchvision
+# 0.29.1 come from this machine's disk when they lie there (pip's find-links), else from the registry.
+$(STAMP): $(PY) pyproject.toml $(LOCK)
+	@echo "[make] installing $(LOCK) (exact versions, hashes checked) and llava_st into $(VENV) (first time: a few minutes)"
+	$(PIP) install --require-hashes --no-deps -r $(LOCK)
+	$(PIP) install --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
@@ -29,11 +36,20 @@ upstream: $(STAMP)
 	@if [ -f "$(LLAVA_NEXT_SRC)/llava/__init__.py" ]; then \
 		if ! $(PY) -c "import llava, os, sys; sys.exit(0 if os.path.realpath(os.path.dirname(llava.__file__)).startswith(os.path.realpath('$(LLAVA_NEXT_SRC)')) else 1)" 2>/dev/null; then \
 			echo "[make] installing upstream LLaVA-NeXT from $(LLAVA_NEXT_SRC) (--no-deps, editable)"; \
-			$(PIP) install --no-deps -e "$(LLAVA_NEXT_SRC)"; \
+			$(PIP) install --no-deps --no-build-isolation -e "$(LLAVA_NEXT_SRC)"; \
 		fi; \
 	else \
 		echo "[make] upstream LLaVA-NeXT not found at LLAVA_NEXT_SRC=$(LLAVA_NEXT_SRC): tests marked 'upstream' will be SKIPPED (see README, 'Upstream LLaVA-NeXT')"; \
 	fi
+
+# Regenerate the lock from pyproject.toml's declarations (the `dev` extra: what make test/demo install).
+lock: $(PY)
+	@$(PY) -c "import piptools" 2>/dev/null || $(PIP) install pip-tools
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --extra dev --generate-hashes --allow-unsafe \
+		--strip-extras --no-emit-index-url --no-emit-find-links $(UPGRADE) -o $(LOCK) pyproject.toml
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider tests
@@ -48,4 +64,4 @@ bench: install
 	$(PY) -m bench.run_all
 
 clean:
-	rm -rf $(VENV) .cache
+	rm -rf $(VENV) .cache build dist

@@ -3,7 +3,8 @@ recipe that made the committed demo checkpoint.
 
 The demo, on the CPU:
  1. generates held-out synthetic STG videos (data.synthetic, a seed the checkpoint never saw);
- 2. loads the committed checkpoint (checkpoints/llava-st-demo, transformers host) with api.load_grounder;
+ 2. loads the committed checkpoint (package data: llava_st/checkpoints/llava-st-demo, transformers host)
+    with api.load_grounder, or the one given with --checkpoint;
  3. grounds every description and scores the tubes (eval.drivers: m_tIoU, m_vIoU, vIoU@0.3/0.5), writing
     tubes.json, metrics.json, table.md and mp4s with the predicted (green) and true (red) boxes;
  4. trains the checkpoint 30 steps on 4 new clips and plots the text and space losses (loss_curve.png).
@@ -20,8 +21,10 @@ projections and residuals (STConfig options).
 import argparse
 import json
 import logging
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
+from importlib import resources
 from pathlib import Path
 from typing import List, Optional
 
@@ -30,8 +33,8 @@ from .data.synthetic import SyntheticConfig, write_split
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[1]
-CHECKPOINT = ROOT / "checkpoints" / "llava-st-demo"
+# The shipped checkpoint is package data: found the same way in a checkout and in an installed wheel.
+CHECKPOINT = Path(str(resources.files("llava_st") / "checkpoints" / "llava-st-demo"))
 OUT = Path("demo_out")
 FRAMES = 8
 VIDEOS = SyntheticConfig(width=64, height=64, fps=1.0, num_frames=FRAMES, frames=FRAMES, min_span_frames=3)
@@ -352,8 +355,9 @@ def run_demo(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if not (Path(args.checkpoint) / "config.json").is_file():
-        log.error("no checkpoint at %s; train one with `make demo-train`", args.checkpoint)
-        return 1
+        print(f"llava-st demo: no checkpoint at {args.checkpoint} (no config.json): give one with --checkpoint DIR, "
+              "or train it with `make demo-train` in a checkout", file=sys.stderr)
+        return 2
     log.info("1/2 grounding %d held-out synthetic videos with %s", args.num_videos, args.checkpoint)
     result = evaluate_checkpoint(args.checkpoint, out, args.num_videos, args.seed, viz=args.viz)
     table = (out / "eval" / "table.md").read_text()

@@ -63,9 +63,10 @@ def test_demo_writes_every_output_and_reuses_them(tiny_demo_checkpoint, tmp_path
     assert predictions.stat().st_mtime_ns != written  # grounded again (a random model's text may repeat)
 
 
-def test_demo_without_a_checkpoint_says_how_to_make_one(tmp_path, caplog):
-    assert demo.main(["--checkpoint", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 1
-    assert "make demo-train" in caplog.text
+def test_demo_without_a_checkpoint_says_how_to_make_one(tmp_path, capsys):
+    assert demo.main(["--checkpoint", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert str(tmp_path / "nothing") in line and "--checkpoint DIR" in line and "make demo-train" in line
 
 
 def test_recipe_trains_both_stages_and_saves_a_loadable_checkpoint(tmp_path):
