@@ -15,10 +15,9 @@ import sys
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from ...train import MODEL_CLASS_NAME
 from .config import LlavaSTQwenConfig
 from .model import LlavaSTQwenForCausalLM
-
-MODEL_CLASS_NAME = "LlavaSTQwen"
 
 
 def _transformers_modules():

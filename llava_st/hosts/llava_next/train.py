@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import List, Optional
 
 import numpy as np
@@ -30,11 +30,12 @@ import torch
 import transformers
 from llava.train import train as upstream
 from llava.train.llava_trainer import LLaVATrainer
+from llava.train.train import DataCollatorForSupervisedDataset
 
 from ...core.config import QUERY_MODES, STConfig
 from ...core.decoder import QueryGuidedSpaceDecoder
 from .config import LlavaSTQwenConfig
-from .dataset import GroundingDataset, make_data_module, summarize
+from .dataset import BOX_TASKS, GroundingDataset, make_data_module, summarize
 from .loader import add_st_tokens
 from .model import LlavaSTQwenForCausalLM
 from .register import MODEL_CLASS_NAME, register
@@ -92,6 +93,10 @@ class LlavaSTTrainer(LLaVATrainer):
     create_accelerator_and_postprocess = transformers.Trainer.create_accelerator_and_postprocess
 
     def __init__(self, model=None, args=None, **kwargs):
+        if not isinstance(model, LlavaSTQwenForCausalLM) and isinstance(kwargs.get("train_dataset"), GroundingDataset):
+            require_st_model(kwargs["train_dataset"])
+            # Another model class trains upstream's way: upstream's collator, no grounding keys in the batch.
+            kwargs["data_collator"] = DataCollatorForSupervisedDataset(tokenizer=kwargs["tokenizer"])
         if isinstance(model, LlavaSTQwenForCausalLM) and model.config.st.uses_decoder:
             trainable = [m.weight.requires_grad for m in (model.get_input_embeddings(), model.get_output_embeddings())]
             add_st_tokens(model, kwargs["tokenizer"])  # may resize: keep what mm_tunable_parts decided
@@ -159,6 +164,18 @@ class LlavaSTTrainer(LLaVATrainer):
                 json.dump(summary, f, indent=1)
             logger.warning("bad samples replaced during training: %d %s (details: %s)", summary["total"], summary["by_kind"], BAD_SAMPLES_FILE)
         return result
+
+
+def require_st_model(dataset: GroundingDataset) -> None:
+    """Stop (SystemExit, one line) when `dataset` holds records with boxes (STVG/REC), which only the
+    llava_st model (`--model_class_name LlavaSTQwen`) trains; plain and VTG records train with any model."""
+    tasks = Counter(r.get("task") for r in dataset.list_data_dict if isinstance(r, dict) and r.get("task") in BOX_TASKS)
+    if tasks:
+        found = ", ".join(f"{n} {task}" for task, n in sorted(tasks.items()))
+        raise SystemExit(
+            f"llava_st.train: the training data has records with boxes ({found}), which only the llava_st model trains: "
+            f"add --model_class_name {MODEL_CLASS_NAME} to the command line"
+        )
 
 
 def cast_unpartitioned_to_bf16(model) -> None:
