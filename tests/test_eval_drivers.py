@@ -210,7 +210,7 @@ def test_bad_record_is_named_and_loses_nothing_else(stvg_data, tmp_path):
     data.write_text("".join(json.dumps(r) + "\n" for r in broken))
     result = D.evaluate(NoisyOracle(records), D.BENCHMARKS["hcstvg-v1"], {"test": data}, root, tmp_path / "out", progress=False)
     row = D.merge_predictions(tmp_path / "out")[broken[1]["id"]]
-    assert row["status"] == f"bad record: sample {broken[1]['id']}: field 'span' is missing or empty"
+    assert row["status"] == f"bad record: id={broken[1]['id']} field=span: missing"
     assert result["counts"]["errors"] == 1
     assert result["splits"]["test"]["all"]["m_tIoU"] == pytest.approx(2 / 3)
 
@@ -230,7 +230,10 @@ def test_eval_cli_merge_only_and_viz(stvg_data, tmp_path):
 
 def test_didemo_benchmark_scores_best_three_annotators():
     annotators = [[5.0, 25.0], [5.0, 25.0], [0.0, 5.0], [5.0, 20.0]]  # chunks (1,4) (1,4) (0,0) (1,3)
-    records = [{"id": i, "task": "vtg", "video": "v.mp4", "caption": "c", "span": [5.0, 25.0], "annotator_spans": annotators} for i in ("a", "b")]
+    records = [
+        {"id": i, "task": "vtg", "video": "v.mp4", "caption": "c", "span": [5.0, 25.0], "duration": 30.0, "annotator_spans": annotators}
+        for i in ("a", "b")
+    ]
     rows = {
         "a": {"id": "a", "status": "ok", "tube": {"span": [5.0, 25.0], "status": "ok", "frames": []}},
         "b": {"id": "b", "status": "no time span found", "tube": {"span": None, "status": "no time span found"}},
@@ -250,3 +253,98 @@ def test_eval_cli_refuses_a_benchmark_of_another_task_and_a_missing_checkpoint(t
         main(["eval", "stvg", "--benchmark", "charades-sta", "--data", "x.jsonl", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="--checkpoint is required"):
         main(["eval", "stvg", "--data", "x.jsonl", "--out", str(tmp_path)])
+
+
+def _jail(stvg_data, tmp_path):
+    """A fresh data root holding copies of the fixture videos, and a directory outside it."""
+    import shutil
+
+    root, path, records = stvg_data
+    jail, outside = tmp_path / "root", tmp_path / "outside"
+    outside.mkdir()
+    for r in records:
+        (jail / r["video"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / r["video"], jail / r["video"])
+        shutil.copy(root / r["video"], outside / Path(r["video"]).name)
+    return jail, outside, records
+
+
+def test_bad_ground_truth_lines_and_paths_are_rejected_per_record_and_the_run_goes_on(stvg_data, tmp_path):
+    jail, outside, records = _jail(stvg_data, tmp_path)
+    good = [records[0], records[5]]
+    name = Path(records[2]["video"]).name
+    (jail / "escape.mp4").symlink_to(outside / name)
+    (jail / "alias.mp4").symlink_to(jail / records[3]["video"])  # a link inside the root is fine
+    boxes = [dict(b) for b in records[1]["boxes"]]
+    boxes[0]["xyxy"] = [str(v) for v in boxes[0]["xyxy"]]
+    bad = {
+        records[1]["id"]: ({**records[1], "boxes": boxes}, "field=boxes[0].xyxy:"),
+        records[2]["id"]: ({**records[2], "span": "abc"}, "field=span:"),
+        records[4]["id"]: ({**records[4], "video": "escape.mp4"}, "field=video:"),
+        "dotdot": ({**records[4], "id": "dotdot", "video": f"../outside/{name}"}, "field=video:"),
+        "abs": ({**records[4], "id": "abs", "video": str(outside / name)}, "field=video:"),
+        "qa": ({**records[4], "id": "qa", "task": "qa"}, "field=task:"),
+        "type": ({**records[4], "id": "type", "sentence_type": ["x"], "fps": "30"}, "field=fps:"),
+    }
+    lines = [json.dumps(good[0]), "{not json", json.dumps({**records[4], "id": None}), "[1, 2]"]
+    lines += [json.dumps(r) for r, _ in bad.values()] + [json.dumps({**records[3], "video": "alias.mp4"}), json.dumps(good[1])]
+    data = tmp_path / "test.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    oracle = NoisyOracle(records)
+    out = tmp_path / "out"
+    result = D.evaluate(oracle, D.BENCHMARKS["vidstg"], {"test": data}, jail, out, progress=False)
+    n = len(lines)
+    assert result["counts"] == {"samples": n, "missing": 0, "unparsable": 0, "errors": n - 3}
+    assert _read_metrics(out) == result and (out / "table.md").exists()
+    assert sorted(oracle.queries) == sorted([good[0]["caption"], good[1]["caption"], records[3]["caption"]])  # nothing else read
+    rows = D.merge_predictions(out)
+    assert len(rows) == n  # every entry of the file is accounted for
+    for rid, (_, field) in bad.items():
+        assert rows[rid]["status"].startswith(f"bad record: id={rid} {field}"), rows[rid]["status"]
+    for line, words in [(2, "invalid JSON"), (3, "field=id"), (4, "must be a JSON object")]:
+        status = rows[f"test.jsonl:line {line}"]["status"]
+        assert status.startswith(f"bad record: {data}: line {line}: ") and words in status
+    assert "through a link" in rows[records[4]["id"]]["status"] and "relative" in rows["abs"]["status"]
+    assert result["splits"]["test"]["all"]["n"] == n
+    assert result["splits"]["test"]["all"]["m_tIoU"] == pytest.approx(3 / n, abs=0.02)  # the three good ones, near 1 each
+    # Scoring the same samples with no predictions at all still scores the bad content 0, as errors (the
+    # link escape is a matter of the data root, which scoring does not read: that sample is just missing).
+    samples = [("test", r) for r in D.load_records(data)]
+    empty = D.score(D.BENCHMARKS["vidstg"], samples, {})
+    assert empty["counts"] == {"samples": n, "missing": 4, "unparsable": 0, "errors": n - 4}
+    assert D.score(D.BENCHMARKS["vidstg"], samples, rows) == result
+
+
+def test_resume_ignores_malformed_prediction_rows(stvg_data, tmp_path, caplog):
+    root, path, records = stvg_data
+    bench = D.BENCHMARKS["hcstvg-v1"]
+    full = D.evaluate(NoisyOracle(records, shift=0.3), bench, {"test": path}, root, tmp_path / "full", progress=False)
+    out = tmp_path / "resumed"
+    out.mkdir()
+    rows = [json.loads(line) for line in (tmp_path / "full" / "predictions.rank0-of-1.jsonl").read_text().splitlines()]
+    broken = [
+        {k: v for k, v in rows[0].items() if k != "id"},  # no id
+        {k: v for k, v in rows[1].items() if k != "status"},  # no status
+        {**rows[2], "tube": "a string"},
+        {**rows[3], "tube": {**rows[3]["tube"], "span": ["a", "b"]}},
+        {**rows[4], "tube": {**rows[4]["tube"], "frames": [{"t": 1.0, "box_xyxy": [1, 2]}]}},
+        [1, 2, 3],
+    ]
+    lines = [json.dumps(r) for r in broken] + ["{not json", json.dumps(rows[5])]
+    (out / "predictions.rank0-of-1.jsonl").write_text("\n".join(lines) + "\n")
+    resumed = NoisyOracle(records, shift=0.3)
+    with caplog.at_level("WARNING"):
+        D.evaluate(resumed, bench, {"test": path}, root, out, progress=False)
+    assert resumed.queries == [r["caption"] for r in records[:5]]  # the malformed rows are predicted again
+    assert _read_metrics(out) == full
+    warned = [r.getMessage() for r in caplog.records if "ignored prediction row" in r.getMessage()]
+    assert len(warned) == 7 and any("field=status" in m for m in warned) and any("line 7" in m for m in warned)
+
+
+def test_eval_cli_unreadable_test_file_is_one_error_line(tmp_path, capsys):
+    from llava_st.cli import main
+
+    code = main(["eval", "stvg", "--data", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o"), "--merge-only"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"llava-st eval: error: {tmp_path / 'missing.jsonl'}: file not found"]

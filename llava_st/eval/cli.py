@@ -66,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _run(args)
+    except (OSError, ValueError) as exc:  # an unreadable test file, a checkpoint that does not load, ...
+        print(f"llava-st eval: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
     benchmark = BENCHMARKS[args.benchmark or args.task]
     if benchmark.task != args.task:
         raise SystemExit(f"benchmark {benchmark.name!r} is a {benchmark.task} benchmark, not {args.task}")

@@ -11,6 +11,13 @@ rank 0 waits for the others (torch.distributed barrier when a process group is u
 Any Grounder works (llava_st.api or the LLaVA-NeXT host): ground(video, descriptions, frames) and
 ground_image(image, descriptions) returning tubes (core.tube contract). A sample whose answer cannot be
 parsed, or whose video cannot be read, is written with its status, scored 0, and the run goes on.
+
+Bad input never stops a run: test files are JSONL or JSON lists (data.jsonl.iter_records); a line that
+is not a record, a record without an id, or a record the validator rejects (data.schema.validate_record,
+without the conversation checks; e.g. `xyxy` strings, a span "abc") becomes a "bad record" row naming
+the file and line or the id and field, scored 0 (counted in `errors`); media paths follow the one
+data-root rule (data.paths.resolve_media). On resume, a predictions row that is not a well-formed row
+({"id": str, "status": str, "tube": a tube or None}) is ignored with a warning and predicted again.
 """
 
 import glob
@@ -26,7 +33,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from ..data.jsonl import JsonlWriter, done_ids, iter_lines
+from ..data.jsonl import JsonlWriter, iter_lines, iter_records
+from ..data.paths import resolve_media, show_id
+from ..data.schema import validate_record
 from . import metrics as M
 
 log = logging.getLogger(__name__)
@@ -63,36 +72,57 @@ BENCHMARKS = {
 }
 
 
+# Placeholder records for entries of a test file that are not usable records carry their problem here.
+LOAD_ERROR = "_load_error"
+# Record tasks a benchmark task can evaluate (an STVG record also has a VTG span).
+EVALUABLE = {"stvg": ("stvg",), "vtg": ("vtg", "stvg"), "rec": ("rec",)}
+
+
 def load_records(path) -> List[dict]:
-    """Uni-STG records of a .json (list) or .jsonl file. Raises ValueError naming the file and line."""
+    """Every record of a Uni-STG .json (list) or .jsonl test file, in order. An entry that is not a record
+    (invalid JSON, not an object) or has no usable id becomes a placeholder {"id": "<file>:<line N>",
+    LOAD_ERROR: why}, so it is reported and scored 0 like any bad record and the rest still loads.
+    Raises data.jsonl.DataFileError (a ValueError naming the file) when the file cannot be read at all."""
     path = Path(path)
-    if path.suffix == ".json":
-        with open(path, encoding="utf-8") as f:
-            records = json.load(f)
-        if not isinstance(records, list):
-            raise ValueError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
-    else:
-        records = []
-        for _, record, error in iter_lines(path):
-            if error:
-                raise ValueError(f"{path}: {error}")
+    records = []
+    for where, record, error in iter_records(path):
+        if error is None and not _usable_id(record.get("id")):
+            error = f"{where}: id=? field=id: missing or not a string/integer"
+        if error is not None:
+            log.warning("%s: %s", path, error)
+            records.append({"id": f"{path.name}:{where}", LOAD_ERROR: f"{path}: {error}"})
+        else:
             records.append(record)
-    for n, r in enumerate(records):
-        if "id" not in r:
-            raise ValueError(f"{path}: record {n} has no 'id'")
     return records
 
 
+def _usable_id(rid) -> bool:
+    return (isinstance(rid, str) and rid != "") or (isinstance(rid, int) and not isinstance(rid, bool) and abs(rid) < 10**100)
+
+
+def record_problem(record: dict, task: str, data_root=None) -> Optional[str]:
+    """Why a record cannot be evaluated for `task` (naming id and field), or None when it can: the one
+    validator (data.schema.validate_record, conversations not needed), the record's task against the
+    benchmark's, and with `data_root` the data-root path rule."""
+    if LOAD_ERROR in record:
+        return record[LOAD_ERROR]
+    if record.get("task") not in EVALUABLE[task]:
+        wanted, got = " or ".join(EVALUABLE[task]), str(record.get("task"))[:40]
+        return f"id={show_id(record.get('id'))} field=task: a {task} benchmark evaluates {wanted} records, got {got!r}"
+    problems = validate_record(record, data_root, conversations=False)
+    if not problems:
+        return None
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return "; ".join(problems[:3]) + more
+
+
 def check_record(record: dict, task: str) -> Optional[str]:
-    """Why a record cannot be evaluated for `task` (naming id and field), or None when it can."""
-    rid = record.get("id")
-    media = "image" if task == "rec" else "video"
-    needed = [media, "caption"] + (["span"] if task in ("stvg", "vtg") else []) + (["boxes"] if task in ("stvg", "rec") else [])
-    needed += ["fps", "duration"] if task == "stvg" else []
-    for key in needed:
-        if record.get(key) in (None, "", []):
-            return f"sample {rid}: field {key!r} is missing or empty"
-    return None
+    """record_problem without the path check (kept for callers of the earlier name)."""
+    return record_problem(record, task)
+
+
+def _media_key(task: str) -> str:
+    return "image" if task == "rec" else "video"
 
 
 # --------------------------------------------------------------------------------------------- predict
@@ -123,34 +153,35 @@ def predict(
     there. Records of one video are grounded in one call (the video prefix is computed once).
     Returns the JSONL path."""
     out = Path(out_dir) / f"predictions.rank{rank}-of-{world_size}.jsonl"
-    done = done_ids(out)
+    done = set(_read_rows(out, warn=False)) if out.exists() else set()  # merge_predictions warns about the rest
     mine = [s for k, s in enumerate(samples) if k % world_size == rank and str(s[1]["id"]) not in done]
+    bad: List[dict] = []
     groups: "OrderedDict[str, List[Tuple[str, dict]]]" = OrderedDict()
     for split, record in mine:
-        groups.setdefault(record.get("image" if task == "rec" else "video") or f"<missing:{record['id']}>", []).append((split, record))
+        problem = record_problem(record, task, data_root)
+        if problem:
+            log.warning("bad record: %s", problem)
+            bad.append(_row(split, record, task, None, f"bad record: {problem}"))
+            continue
+        media = resolve_media(data_root, record[_media_key(task)], record["id"], _media_key(task))  # checked above
+        groups.setdefault(str(media), []).append((split, record))
     bar = tqdm(total=len(mine), desc=f"{task} rank {rank}/{world_size}", disable=not progress or rank != 0)
     with JsonlWriter(out, append=True) as writer:
+        for row in bad:
+            writer.write(row)
+        bar.update(len(bad))
         for media, group in groups.items():
-            for row in _predict_rows(grounder, task, Path(data_root), media, group, frames):
+            for row in _predict_rows(grounder, task, media, group, frames):
                 writer.write(row)
             bar.update(len(group))
     bar.close()
     return out
 
 
-def _predict_rows(grounder, task, data_root: Path, media: str, group, frames) -> List[dict]:
-    rows, valid = [], []
-    for split, record in group:
-        problem = check_record(record, task)
-        if problem:
-            log.warning(problem)
-            rows.append(_row(split, record, task, None, f"bad record: {problem}"))
-        else:
-            valid.append((split, record))
-    if not valid:
-        return rows
+def _predict_rows(grounder, task, media: str, valid, frames) -> List[dict]:
+    rows = []
     try:
-        tubes = ground_for_task(grounder, task, str(data_root / media), [r["caption"] for _, r in valid], frames)
+        tubes = ground_for_task(grounder, task, media, [r["caption"] for _, r in valid], frames)
     except Exception as e:  # a missing/corrupt file or a model error loses this group only
         log.warning("samples %s: prediction failed: %s", [r["id"] for _, r in valid], e)
         return rows + [_row(s, r, task, None, f"error: {type(e).__name__}: {e}") for s, r in valid]
@@ -167,13 +198,69 @@ def _row(split: str, record: dict, task: str, tube: Optional[dict], status: str)
 
 
 def merge_predictions(out_dir) -> Dict[str, dict]:
-    """All rows of every rank's JSONL in `out_dir`, by id (a cut-off last line is ignored)."""
+    """All well-formed rows of every rank's JSONL in `out_dir`, by id (a cut-off last line and malformed
+    rows are ignored, with a warning naming file and line)."""
     rows = {}
     for path in sorted(glob.glob(str(Path(out_dir) / "predictions.rank*-of-*.jsonl"))):
-        for _, row, error in iter_lines(path):
-            if error is None:
-                rows[row["id"]] = row
+        rows.update(_read_rows(path))
     return rows
+
+
+def _read_rows(path, warn: bool = True) -> Dict[str, dict]:
+    """The well-formed prediction rows of one JSONL file by id; every other line is skipped (with a warning
+    when `warn`; a resumed run predicts those samples again)."""
+    rows, cut = {}, None
+    for line_no, row, error in iter_lines(path):
+        if cut is not None and warn:  # an unreadable line with more after it: not a cut-off last line
+            log.warning("%s: ignored prediction row: %s", path, cut)
+        cut = None
+        if error is not None:
+            cut = error  # the last line cut off by a crash is expected: no warning for it
+        elif row_problem(row) is not None:
+            if warn:
+                log.warning("%s: line %d: ignored prediction row: %s", path, line_no, row_problem(row))
+        else:
+            rows[row["id"]] = row
+    return rows
+
+
+def row_problem(row) -> Optional[str]:
+    """Why `row` is not a prediction row as `predict` writes it ({"id": str, "status": str, "tube": a tube
+    (core.tube: span None or two finite numbers, frames [{"t", "box_xyxy"}]) or None}), or None."""
+    if not isinstance(row, dict):
+        return "not an object"
+    if not isinstance(row.get("id"), str):
+        return "field=id: missing or not a string"
+    if not isinstance(row.get("status"), str):
+        return f"id={show_id(row['id'])} field=status: missing or not a string"
+    tube = row.get("tube")
+    if tube is None:
+        return None
+    if not isinstance(tube, dict):
+        return f"id={show_id(row['id'])} field=tube: must be an object or null"
+    span = tube.get("span")
+    if span is not None and not (isinstance(span, list) and len(span) == 2 and all(_finite(x) for x in span)):
+        return f"id={show_id(row['id'])} field=tube.span: must be null or two finite numbers"
+    if not isinstance(tube.get("status", "ok"), str):
+        return f"id={show_id(row['id'])} field=tube.status: must be a string"
+    frames = tube.get("frames", [])
+    if not isinstance(frames, list):
+        return f"id={show_id(row['id'])} field=tube.frames: must be a list"
+    for i, frame in enumerate(frames):
+        box = frame.get("box_xyxy") if isinstance(frame, dict) else None
+        box_ok = isinstance(box, list) and len(box) == 4 and all(_finite(v) for v in box)
+        if not (box_ok and _finite(frame.get("t"))):
+            return f"id={show_id(row['id'])} field=tube.frames[{i}]: needs a finite t and box_xyxy of four finite numbers"
+    return None
+
+
+def _finite(x) -> bool:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
 
 
 # ----------------------------------------------------------------------------------------------- score
@@ -198,26 +285,32 @@ def score(benchmark: Benchmark, samples: Sequence[Tuple[str, dict]], rows: Dict[
     convention = convention or benchmark.convention
     by_group: Dict[Tuple[str, str], list] = {}
     counts = {"samples": len(samples), "missing": 0, "unparsable": 0, "errors": 0}
+    valid = []
     for split, record in samples:
         row = rows.get(str(record["id"]))
-        if row is None:
-            counts["missing"] += 1
-        elif row["status"].startswith(("error", "bad record")):
+        if record_problem(record, benchmark.task) is not None:  # scored 0, whatever the row says
             counts["errors"] += 1
-        elif row["status"] != "ok":
-            counts["unparsable"] += 1
-        tube = None if row is None or row["status"] != "ok" else row["tube"]
+            tube, gt = None, {"id": record.get("id")}  # no ground truth to read
+        else:
+            if row is None:
+                counts["missing"] += 1
+            elif row["status"].startswith(("error", "bad record")):
+                counts["errors"] += 1
+            elif row["status"] != "ok":
+                counts["unparsable"] += 1
+            tube, gt = (None if row is None or row["status"] != "ok" else row["tube"]), record
+            valid.append(record)
         groups = ["all"]
         if benchmark.by_sentence_type:
-            groups.append(record.get("sentence_type") or "unknown")
+            sentence_type = record.get("sentence_type")
+            groups.append(sentence_type if isinstance(sentence_type, str) and sentence_type else "unknown")
         for group in groups:
-            by_group.setdefault((split, group), []).append((record, tube))
+            by_group.setdefault((split, group), []).append((gt, tube))
     out = {"benchmark": benchmark.name, "task": benchmark.task, "splits": {}, "counts": counts}
     stvg_gt = {}
     if benchmark.task == "stvg":
         out["convention"] = convention.describe()
         # Ground-truth boxes as arrays once per test set (by id(record)), not once per group scored.
-        valid = [record for _, record in samples if check_record(record, "stvg") is None]
         stvg_gt = dict(zip(map(id, valid), M.prepare_stvg_gt(valid)))
     for (split, group), pairs in by_group.items():
         out["splits"].setdefault(split, {})[group] = _score_pairs(benchmark, pairs, convention, stvg_gt)
