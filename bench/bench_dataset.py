@@ -42,7 +42,8 @@ def run(args) -> int:
         assert item["grounding"]["boxes"].shape[0] == frames and not grounding.bad.entries
         return item
 
-    record = common.Record("dataset", args, "llava_next", {"video": f"{path.stem}.mp4 (500 frames, 25 fps, 640x360)", "frames": frames, "record": "STVG"})
+    record = common.Record("dataset", args, "llava_next",
+                           {"video": f"{path.stem}.mp4 (500 frames, 25 fps, 640x360)", "frames": frames, "record": "STVG"})
     t = common.time_interleaved({"upstream": upstream_item, "llava_st": st_item}, args.repeats, warmup=1)
     upstream.process_video_with_decord = upstream_reader
     med = {k: common.median(v) for k, v in t.items()}

@@ -63,7 +63,9 @@ def run(args) -> int:
     vision_s = vision.prime(pixels, device)
     tubes = ground(everything)
     assert len(tubes) == 8 and all(len(t["frames"]) == frames for t in tubes)
-    record = common.Record("multi_description", args, "llava_next", {"llm": common.MID_LLM, "frames": frames, "tokens_per_frame": common.TOKENS_PER_FRAME, "descriptions": len(DESCRIPTIONS), "answer_tokens": n_span})
+    record = common.Record("multi_description", args, "llava_next", {"llm": common.MID_LLM, "frames": frames,
+                                                                      "tokens_per_frame": common.TOKENS_PER_FRAME,
+                                                                      "descriptions": len(DESCRIPTIONS), "answer_tokens": n_span})
     variants = {"one": lambda: ground([0]), "eight_shared_prefix": lambda: ground(everything)}
     if args.naive:
         variants["eight_separate_calls"] = lambda: [ground([i]) for i in everything]

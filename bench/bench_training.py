@@ -5,8 +5,9 @@ A step is forward + backward + AdamW step of the mid-size model on a batch built
 path (GroundingDataset + GroundingCollator on a real STVG mp4, 16 frames, LLaVA-Video data arguments).
 ST off is the same host with `st_query_mode="none"` (upstream's model and loss on the same batch).
 Step times come from both variants in one process, steps alternating (off, on, off, ...); peak
-memory from each variant alone in its own process (ru_maxrss, or CUDA's peak allocation). The vision tower is frozen and cached (the same for both variants). FlopCounterMode counts the decoder's
-FLOPs at the mid-size configuration to check the analytic formula used at 7B.
+memory from each variant alone in its own process (ru_maxrss, or CUDA's peak allocation). The vision tower
+is frozen and cached (the same for both variants). FlopCounterMode counts the decoder's FLOPs at the
+mid-size configuration to check the analytic formula used at 7B.
 """
 
 import json
@@ -84,16 +85,20 @@ def variant(name: str, args) -> dict:
         decoder = sum(sum(v.values()) for k, v in counts.items() if k.endswith("space_decoder"))
         texts = int(batch["grounding_text_mask"][0].sum())
         out["decoder_flops_counted"] = int(decoder)
-        out["decoder_flops_analytic"] = int(BATCH * flops.decoder_flops(frames, common.TOKENS_PER_FRAME, texts, common.MID_LLM["hidden_size"]))
+        out["decoder_flops_analytic"] = int(
+            BATCH * flops.decoder_flops(frames, common.TOKENS_PER_FRAME, texts, common.MID_LLM["hidden_size"]))
     return out
 
 
 def run(args) -> int:
     frames = QUICK_FRAMES if args.quick else FRAMES
-    record = common.Record("training", args, "llava_next", {"llm": common.MID_LLM, "frames": frames, "batch": BATCH, "tokens_per_frame": common.TOKENS_PER_FRAME, "optimizer": "AdamW", "vision": "frozen, cached"})
+    record = common.Record("training", args, "llava_next", {"llm": common.MID_LLM, "frames": frames, "batch": BATCH,
+                                                             "tokens_per_frame": common.TOKENS_PER_FRAME, "optimizer": "AdamW",
+                                                             "vision": "frozen, cached"})
     results = {}
     for name in ("st_off", "st_on"):
-        cmd = [sys.executable, "-m", "bench.bench_training", "--variant", name, "--device", args.device, "--repeats", "1", "--threads", str(args.threads)]
+        cmd = [sys.executable, "-m", "bench.bench_training", "--variant", name, "--device", args.device, "--repeats", "1",
+               "--threads", str(args.threads)]
         if args.quick:
             cmd.append("--quick")
         done = subprocess.run(cmd, cwd=common.ROOT, capture_output=True, text=True, timeout=1200)
@@ -127,7 +132,8 @@ def run(args) -> int:
     record.data["targets"] = [
         common.target(f"training step time, ST on / off ({frames} frames, batch {BATCH})", time_ratio, 1.05, "<=", "x"),
         common.target(f"peak memory ({memory}), ST on / off", memory_ratio, 1.05, "<=", "x"),
-        common.target("analytic FLOPs of queries + decoder / LLaVA-Video-7B forward (64 frames)", 100 * seven_b["overhead_over_llava_video"], 1.0, "<", "%"),
+        common.target("analytic FLOPs of queries + decoder / LLaVA-Video-7B forward (64 frames)",
+                      100 * seven_b["overhead_over_llava_video"], 1.0, "<", "%"),
     ]
     record.data["notes"].append(
         "7B FLOPs: Qwen2-7B + SigLIP-so400m (26 layers used) + mlp2x_gelu, 64 frames x 210 tokens + 600 text tokens, "

@@ -59,7 +59,13 @@ def run(args) -> int:
     _, plain_model = common.mid_llava_st(num_queries=max(frame_counts), query_mode="none", device=device)
     common.share_weights(st_model, plain_model)
     vision = common.VisionCache(st_model, plain_model)
-    record = common.Record("tube_latency", args, "llava_next", {"llm": common.MID_LLM, "frame_counts": list(frame_counts), "tokens_per_frame": common.TOKENS_PER_FRAME, "vision": "tiny SigLIP (hidden 1152, 384 px, 729 patches), cached after one run", "text_tube_repeats": min(args.text_repeats, args.repeats)})
+    record = common.Record("tube_latency", args, "llava_next", {
+        "llm": common.MID_LLM,
+        "frame_counts": list(frame_counts),
+        "tokens_per_frame": common.TOKENS_PER_FRAME,
+        "vision": "tiny SigLIP (hidden 1152, 384 px, 729 patches), cached after one run",
+        "text_tube_repeats": min(args.text_repeats, args.repeats),
+    })
 
     def suffix(question, description=None):
         ids = tok(suffix_text(question)).input_ids
@@ -78,22 +84,28 @@ def run(args) -> int:
         n_span = len(tok(span_text).input_ids) + 1  # + the end token
         n_text = len(tok(boxes_text).input_ids) + 1
 
-        def generate(model, suffixes, tokens):
+        # Timed inside this iteration: the loop's values are bound explicitly (default arguments).
+        def generate(model, suffixes, tokens, prefix=prefix, pixels=pixels):
             return generate_grounded(model, prefix, [pixels], ["video"], [(640, 360)], suffixes, tokens, eos_token_id=-1)
 
-        def tube():
+        def tube(generate=generate, n_span=n_span, span_text=span_text, times=times, info=info):
             answer = generate(st_model, [stvg_suffix], n_span)[0]
             return assemble_tube(DESCRIPTION, span_text, times, answer.boxes_cxcywh, info)
 
-        def text_tube():
+        def text_tube(generate=generate, n_text=n_text, boxes_text=boxes_text, times=times, info=info):
             generate(plain_model, [stvg_suffix], n_text)
             _, parsed = parse_boxes_text(boxes_text)
             return assemble_tube(DESCRIPTION, boxes_text, times, None, info), parsed
 
         vision_s = vision.prime(pixels, device)
-        common.logger.info("%d frames: prefix %d tokens, span answer %d tokens, boxes-as-text answer %d tokens", frames, prefix.numel(), n_span, n_text)
+        common.logger.info("%d frames: prefix %d tokens, span answer %d tokens, boxes-as-text answer %d tokens",
+                           frames, prefix.numel(), n_span, n_text)
         decoder_times.clear()
-        variants = {"prefix": lambda: generate(st_model, [], 0), "plain": lambda: generate(plain_model, [plain_suffix], n_span), "tube": tube}
+        variants = {
+            "prefix": lambda generate=generate: generate(st_model, [], 0),
+            "plain": lambda generate=generate, n_span=n_span: generate(plain_model, [plain_suffix], n_span),
+            "tube": tube,
+        }
         text_repeats = min(args.text_repeats, args.repeats)
         if text_repeats == args.repeats:
             variants["text_tube"] = text_tube

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 CACHE = Path(os.environ.get("LLAVA_ST_BENCH_CACHE", ROOT / ".cache" / "bench"))
@@ -24,15 +26,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ["HF_HUB_CACHE"] = str(CACHE / "hub")  # only the fake tiny SigLIP repo is read from it
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch
-
 logger = logging.getLogger("bench")
 
 # The mid-size LLM of every model benchmark: Qwen2 layout with 8 layers (LLaVA-Video-7B has 28 layers of
 # hidden 3584); small enough for a 2-core CPU, deep enough that the LLM dominates as it does at 7B.
 MID_LLM = dict(hidden_size=128, num_hidden_layers=8, num_attention_heads=4, num_key_value_heads=2, intermediate_size=512)
 # LLaVA-Video-7B-Qwen2 (Qwen2-7B + SigLIP-so400m at 384 px), for analytic FLOPs.
-QWEN2_7B = dict(hidden_size=3584, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4, intermediate_size=18944, vocab_size=152064)
+QWEN2_7B = dict(hidden_size=3584, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4, intermediate_size=18944,
+                vocab_size=152064)
 TOKENS_PER_FRAME = 210  # 14 x 14 pooled patches + 14 row newlines (mm_newline_position "grid")
 
 
@@ -41,7 +42,8 @@ def parser(description: str, repeats: int) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda (a lent GPU)")
     p.add_argument("--quick", action="store_true", help="smallest configuration and 1 repeat: checks that the script runs")
     p.add_argument("--repeats", type=int, default=repeats, help="timed repeats per variant (median reported)")
-    p.add_argument("--out", default=None, help="JSON path (default bench/results/<name>.json; with --quick bench/out/<name>.json, not kept)")
+    p.add_argument("--out", default=None,
+                   help="JSON path (default bench/results/<name>.json; with --quick bench/out/<name>.json, not kept)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: on a shared CPU, OpenMP threads "
                    "that spin while waiting for cores were seen to make small models 10x slower)")
     return p
@@ -188,7 +190,8 @@ def top_ops(fn: Callable[[], object], top: int = 8) -> List[dict]:
         fn()
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events) or 1.0
-    return [{"op": e.key, "calls": e.count, "self_cpu_s": round(e.self_cpu_time_total / 1e6, 4), "share": round(e.self_cpu_time_total / total, 4)} for e in events[:top]]
+    return [{"op": e.key, "calls": e.count, "self_cpu_s": round(e.self_cpu_time_total / 1e6, 4),
+             "share": round(e.self_cpu_time_total / total, 4)} for e in events[:top]]
 
 
 def median(values) -> float:

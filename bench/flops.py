@@ -39,7 +39,8 @@ def decoder_flops(frames: int, tokens_per_frame: int, text_tokens: int, hidden: 
     return frames * (text_enhance + query_attend + head)
 
 
-def st_overhead(frames: int, tokens_per_frame: int, text_tokens: int, description_tokens: int, config: Dict, training: bool = True) -> Dict[str, float]:
+def st_overhead(frames: int, tokens_per_frame: int, text_tokens: int, description_tokens: int, config: Dict,
+                training: bool = True) -> Dict[str, float]:
     """FLOPs of one forward of LLaVA-Video with and without the ST parts, and their ratios.
 
     config: the LLM (QWEN2_7B's keys); text_tokens: prompt + answer text tokens; description_tokens:

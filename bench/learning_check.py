@@ -93,7 +93,8 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
     base = Recipe()
-    stages = tuple(replace(s, steps=max(1, round(s.steps * args.scale)), warmup=round(s.warmup * args.scale)) for s in base.stages[: args.first_stages])
+    stages = tuple(replace(s, steps=max(1, round(s.steps * args.scale)), warmup=round(s.warmup * args.scale))
+                   for s in base.stages[: args.first_stages])
     recipe = replace(base, stages=stages, train_videos=args.train_videos)
     load_before = os.getloadavg()[0]
     rows = [run_variant(name, recipe, args.num_videos) for name in names]

@@ -48,15 +48,16 @@ def targets_table(results: List[dict]) -> List[str]:
 def latency_table(data: dict) -> List[str]:
     """Per frame count: medians (seconds) of each variant and the two ratios."""
     rows = [
-        "| Frames | LLM tokens | plain answer (s) | tube (s) | boxes as text (s) | tube / plain | text / tube | text / tube after the prefix | vision tower (s) |",
+        "| Frames | LLM tokens | plain answer (s) | tube (s) | boxes as text (s) | tube / plain | text / tube "
+        "| text / tube after the prefix | vision tower (s) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for key, r in data["results"].items():
         m = r["median_s"]
         rows.append(
-            f"| {key.split('_')[0]} | {r['video_tokens'] + r['queries'] + r['prompt_tokens_before_splice'] - 1} | {m['plain']:.3g} | {m['tube']:.3g} "
-            f"| {m['text_tube']:.3g} | {r['tube_over_plain']:.3g} | {r['text_tube_over_tube']:.3g} | {r['text_tube_over_tube_after_prefix']:.3g} "
-            f"| {r['vision_tower_s']:.3g} |"
+            f"| {key.split('_')[0]} | {r['video_tokens'] + r['queries'] + r['prompt_tokens_before_splice'] - 1} "
+            f"| {m['plain']:.3g} | {m['tube']:.3g} | {m['text_tube']:.3g} | {r['tube_over_plain']:.3g} "
+            f"| {r['text_tube_over_tube']:.3g} | {r['text_tube_over_tube_after_prefix']:.3g} | {r['vision_tower_s']:.3g} |"
         )
     return rows
 

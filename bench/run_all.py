@@ -27,7 +27,8 @@ def main(argv=None) -> int:
     setup_logging()
     failed = []
     for name in args.only or BENCHMARKS:
-        cmd = [sys.executable, "-m", f"bench.{name}", "--device", args.device, "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
+        cmd = [sys.executable, "-m", f"bench.{name}", "--device", args.device, "--threads", str(args.threads)] + (
+            ["--quick"] if args.quick else [])
         start = time.time()
         logger.info("running %s", " ".join(cmd[1:]))
         if subprocess.run(cmd, cwd=ROOT).returncode:

@@ -187,8 +187,8 @@ def _progress_logging():
     logging.getLogger("transformers").setLevel(logging.WARNING)
 
 
-def train_recipe(out_dir, recipe: Recipe = Recipe(), st: Optional[STConfig] = None, data_dir=None) -> dict:
-    """Train the recipe from scratch with `st` (default demo_st()) and save the checkpoint to `out_dir`.
+def train_recipe(out_dir, recipe: Optional[Recipe] = None, st: Optional[STConfig] = None, data_dir=None) -> dict:
+    """Train `recipe` (default Recipe()) from scratch with `st` (default demo_st()) and save the checkpoint to `out_dir`.
     Returns {"recipe", "st", "seconds", "log_history"}; the training data is written under `data_dir`
     (default <out_dir>/../.recipe-data, reused when present)."""
     import torch
@@ -198,6 +198,7 @@ def train_recipe(out_dir, recipe: Recipe = Recipe(), st: Optional[STConfig] = No
     from .testing.hf import build_tiny_st
     from .testing.tiny import build_qwen_tokenizer
 
+    recipe = Recipe() if recipe is None else recipe
     st = st or demo_st()
     torch.set_num_threads(recipe.threads)
     data_dir = Path(data_dir or Path(out_dir).parent / ".recipe-data")
@@ -312,15 +313,17 @@ def short_training(checkpoint, out_dir, steps: int = 30, clips: int = 4, seed: i
 
     data = Path(out_dir) / "data"
     records = write_split(data, clips, seed, FINETUNE_VIDEOS, "finetune")
-    result = train_hf(str(checkpoint), records, data, frames=FRAMES, max_steps=steps, batch_size=clips, learning_rate=1e-3, seed=seed, logging_steps=1, disable_tqdm=False)
+    result = train_hf(str(checkpoint), records, data, frames=FRAMES, max_steps=steps, batch_size=clips, learning_rate=1e-3, seed=seed,
+                      logging_steps=1, disable_tqdm=False)
     rows = [r for r in result.log_history if "loss_text" in r]
     (Path(out_dir) / "losses.json").write_text(json.dumps(rows, indent=1))
     plot_losses(rows, Path(out_dir) / "loss_curve.png")
     return rows
 
 
-def space_term(row: dict, st: STConfig = STConfig()) -> float:
-    """λ_L1·L1 + λ_giou·(1 − GIoU) of a log row (the weighted space loss of eq. 6)."""
+def space_term(row: dict, st: Optional[STConfig] = None) -> float:
+    """λ_L1·L1 + λ_giou·(1 − GIoU) of a log row (the weighted space loss of eq. 6; weights of `st`, default STConfig())."""
+    st = STConfig() if st is None else st
     return st.lambda_l1 * row["loss_l1"] + st.lambda_giou * row["loss_giou"]
 
 

@@ -18,7 +18,8 @@ def result(name, value, met, **extra):
 
 def latency():
     r = {"median_s": {"plain": 2.0, "tube": 2.1, "text_tube": 30.0}, "tube_over_plain": 1.05, "text_tube_over_tube": 14.3,
-         "text_tube_over_tube_after_prefix": 250.0, "vision_tower_s": 9.5, "video_tokens": 13440, "queries": 64, "prompt_tokens_before_splice": 510}
+         "text_tube_over_tube_after_prefix": 250.0, "vision_tower_s": 9.5, "video_tokens": 13440, "queries": 64,
+         "prompt_tokens_before_splice": 510}
     return result("tube_latency", 1.05, True, results={"64_frames": r})
 
 
@@ -51,8 +52,10 @@ def test_missing_markers_are_an_error():
 
 def test_learning_check_table_in_percent():
     learning = {"date": "2026-11-22 05:01 UTC", "device": "cpu", "recipe": {"stages": [{"steps": 30}, {"steps": 90}]},
-                "results": [{"variant": "full", "seconds": 57.4, "metrics": {"m_tIoU": 0.644, "m_vIoU": 0.034, "vIoU@0.3": 0.0, "vIoU@0.5": 0.0, "n": 20}},
-                            {"variant": "boxes_as_text", "seconds": 91.0, "metrics": {"m_tIoU": 0.2, "m_vIoU": 0.0, "vIoU@0.3": 0.0, "vIoU@0.5": 0.0, "n": 20}}]}
+                "results": [{"variant": "full", "seconds": 57.4,
+                             "metrics": {"m_tIoU": 0.644, "m_vIoU": 0.034, "vIoU@0.3": 0.0, "vIoU@0.5": 0.0, "n": 20}},
+                            {"variant": "boxes_as_text", "seconds": 91.0,
+                             "metrics": {"m_tIoU": 0.2, "m_vIoU": 0.0, "vIoU@0.3": 0.0, "vIoU@0.5": 0.0, "n": 20}}]}
     text = readme_table.render([latency()], learning)
     assert "120 optimizer steps per variant, 20 held-out" in text
     assert "| full | 64.4 | 3.4 | 0.0 | 0.0 | 57 |" in text

@@ -7,7 +7,7 @@ from llava_st.core import GroundingIndex, QueryGuidedSpaceDecoder, STConfig, bui
 def _setup(B=2, F=3, S=4, D=16, T=5):
     torch.manual_seed(0)
     layouts, texts = [], []
-    for b in range(B):
+    for _b in range(B):
         _, layout = build_visual_block(torch.zeros(F, S, D), torch.zeros(F, D))
         layouts.append(layout.shifted(2))
         texts.append(list(range(2 + layout.length, 2 + layout.length + T)))
@@ -68,7 +68,9 @@ def test_config_validation():
     with pytest.raises(ValueError, match="lambda_giou"):
         STConfig(lambda_giou=-1)
     cfg = STConfig(num_queries=32, query_mode="after")
-    class Obj: pass
+    class Obj:
+        pass
+
     o = Obj()
     for k, v in cfg.to_dict().items():
         setattr(o, k, v)

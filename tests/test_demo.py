@@ -72,7 +72,8 @@ def test_demo_without_a_checkpoint_says_how_to_make_one(tmp_path, capsys):
 def test_recipe_trains_both_stages_and_saves_a_loadable_checkpoint(tmp_path):
     from llava_st.api import load_grounder
 
-    stages = (demo.Stage("box", 2, "cosine", 1, 0), demo.Stage("enter", 1, "constant", 0, 1), demo.Stage("task+box", 2, "constant", 0, 2, 5e-4))
+    stages = (demo.Stage("box", 2, "cosine", 1, 0), demo.Stage("enter", 1, "constant", 0, 1),
+              demo.Stage("task+box", 2, "constant", 0, 2, 5e-4))
     recipe = demo.Recipe(train_videos=8, stages=stages, batch_size=2, image_size=32, patch_size=8, vision_hidden=32, text_hidden=64)
     info = demo.train_recipe(str(tmp_path / "ckpt"), recipe, data_dir=tmp_path / "data")
     stages = [row["stage"] for row in info["log_history"] if "loss_text" in row]

@@ -58,7 +58,8 @@ def test_eval_vtg_and_rec_with_a_tiny_checkpoint(tiny_st_checkpoint, data, tmp_p
     assert len(_rows(tmp_path / "vtg")) == 2
     assert "R@1,IoU=0.5" in json.loads((tmp_path / "vtg" / "metrics.json").read_text())["splits"]["test"]["all"]
 
-    assert main(["eval", "rec", "--benchmark", "refcocog", "--data", f"val={root / 'val.json'}", "--out", str(tmp_path / "rec"), *common]) == 0
+    assert main(["eval", "rec", "--benchmark", "refcocog", "--data", f"val={root / 'val.json'}", "--out", str(tmp_path / "rec"),
+                 *common]) == 0
     rows = _rows(tmp_path / "rec")
     assert all(r["status"] == "ok" and len(r["tube"]["frames"]) == 1 for r in rows)  # REC needs no parsed span
     box = rows[0]["tube"]["frames"][0]["box_xyxy"]
@@ -76,7 +77,8 @@ def test_eval_stvg_with_a_tiny_llava_next_checkpoint(qwen_tokenizer, tiny_siglip
     tokenizer, model = tiny_llava_st_qwen(qwen_tokenizer, tiny_siglip_repo, num_queries=4)
     checkpoint = save_st_model(model, tokenizer, tmp_path / "llava-st-qwen-tiny")
     out = tmp_path / "stvg"
-    assert main(["eval", "stvg", "--checkpoint", str(checkpoint), "--data", str(root / "test.json"), "--data-root", str(root), "--out", str(out), "--frames", "2"]) == 0
+    assert main(["eval", "stvg", "--checkpoint", str(checkpoint), "--data", str(root / "test.json"), "--data-root", str(root),
+                 "--out", str(out), "--frames", "2"]) == 0
     rows = _rows(out)
     assert [r["tube"]["query"] for r in rows] == [r["caption"] for r in records]
     assert json.loads((out / "metrics.json").read_text())["counts"]["samples"] == 2

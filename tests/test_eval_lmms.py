@@ -32,7 +32,8 @@ def _task_hooks():
 @pytest.fixture(scope="module")
 def synthetic(cache_dir):
     root = cache_dir / "eval-synthetic-lmms"
-    records = write_split(root, num=2, seed=7, config=SyntheticConfig(width=64, height=48, fps=2.0, num_frames=8, frames=4), split="test", progress=False)
+    records = write_split(root, num=2, seed=7, config=SyntheticConfig(width=64, height=48, fps=2.0, num_frames=8, frames=4), split="test",
+                          progress=False)
     return root, records
 
 
@@ -97,7 +98,8 @@ def test_lmms_eval_cli_runs_local_stvg_and_qa_tasks(tiny_st_checkpoint, syntheti
     tasks.mkdir()
     (tasks / "stvg.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     # The 4-line form of a local split: include the shipped task, point it at a local file.
-    (tasks / "mini_stvg.yaml").write_text(f"include: {TASKS / 'llava_st_stvg.yaml'}\ntask: mini_stvg\ndataset_kwargs:\n  data_files:\n    test: stvg.jsonl\n")
+    (tasks / "mini_stvg.yaml").write_text(f"include: {TASKS / 'llava_st_stvg.yaml'}\ntask: mini_stvg\n"
+                                          "dataset_kwargs:\n  data_files:\n    test: stvg.jsonl\n")
     (tasks / "qa.jsonl").write_text(json.dumps({"video": records[0]["video"], "question": "What moves?", "answer": "a shape"}) + "\n")
     (tasks / "qa_utils.py").write_text(QA_UTILS)
     (tasks / "mini_video_qa.yaml").write_text(QA_YAML)

@@ -81,14 +81,16 @@ def test_viz_cli_video_and_image(moving_box_video, tmp_path):
     (tmp_path / "tubes.json").write_text(json.dumps([tube]))
     (tmp_path / "record.json").write_text(json.dumps(record))
     out = tmp_path / "drawn.mp4"
-    code = main(["viz", "--video", record["video"], "--tubes", str(tmp_path / "tubes.json"), "--record", str(tmp_path / "record.json"), "--out", str(out), "--iou-png", str(tmp_path / "iou.png")])
+    code = main(["viz", "--video", record["video"], "--tubes", str(tmp_path / "tubes.json"), "--record", str(tmp_path / "record.json"),
+                 "--out", str(out), "--iou-png", str(tmp_path / "iou.png")])
     assert code == 0 and _frames(out).shape[0] == 40 and cv2.imread(str(tmp_path / "iou.png")) is not None
 
     image = np.full((48, 64, 3), 100, np.uint8)
     cv2.imwrite(str(tmp_path / "img.png"), image)
     rec_tube = {"span": [0.0, 0.0], "status": "ok", "frames": [{"t": 0.0, "box_xyxy": [10, 10, 40, 30]}]}
     (tmp_path / "row.json").write_text(json.dumps({"id": "x", "tube": rec_tube}))
-    assert main(["viz", "--video", str(tmp_path / "img.png"), "--tubes", str(tmp_path / "row.json"), "--out", str(tmp_path / "img.viz.png")]) == 0
+    assert main(["viz", "--video", str(tmp_path / "img.png"), "--tubes", str(tmp_path / "row.json"),
+                 "--out", str(tmp_path / "img.viz.png")]) == 0
     drawn = cv2.imread(str(tmp_path / "img.viz.png")).astype(int)
     assert drawn[10, 25, 1] > 150 and drawn[20, 25, 1] == 100  # green edge, untouched inside
 
@@ -97,4 +99,5 @@ def test_viz_cli_rejects_iou_plot_without_ground_truth(moving_box_video, tmp_pat
     record, tube = _record_and_tube(moving_box_video)
     (tmp_path / "tubes.json").write_text(json.dumps(tube))
     with pytest.raises(SystemExit):
-        main(["viz", "--video", record["video"], "--tubes", str(tmp_path / "tubes.json"), "--out", str(tmp_path / "o.mp4"), "--iou-png", str(tmp_path / "i.png")])
+        main(["viz", "--video", record["video"], "--tubes", str(tmp_path / "tubes.json"), "--out", str(tmp_path / "o.mp4"),
+              "--iou-png", str(tmp_path / "i.png")])

@@ -76,7 +76,8 @@ def test_save_load_round_trip_reproduces_boxes_exactly(trained, tmp_path):
     loaded, processor = load_st(tmp_path / "ckpt")
     assert loaded.config.st_query_token_ids == result.model.config.st_query_token_ids
     assert processor.query_token_ids == result.processor.query_token_ids
-    batch = STCollator(processor.tokenizer.pad_token_id)([STDataset([stvg_record(path, boxes)], os.path.dirname(path), processor, frames=FRAMES)[0]])
+    batch = STCollator(processor.tokenizer.pad_token_id)(
+        [STDataset([stvg_record(path, boxes)], os.path.dirname(path), processor, frames=FRAMES)[0]])
     with torch.no_grad():
         a = result.model(**batch).pred_boxes
         b = loaded(**batch).pred_boxes
@@ -103,7 +104,8 @@ def test_train_hf_converts_a_plain_checkpoint_and_saves_a_loadable_st_one(qwen_t
     path, boxes = moving_box_video
     base = save_tiny_onevision(tmp_path / "base", qwen_tokenizer)
     st = STConfig(num_queries=4, query_mode="after", decoder_projections=True)
-    result = train_hf(base, [stvg_record(path, boxes)], os.path.dirname(path), tmp_path / "st", st=st, frames=FRAMES, max_steps=2, disable_tqdm=True)
+    result = train_hf(base, [stvg_record(path, boxes)], os.path.dirname(path), tmp_path / "st", st=st, frames=FRAMES, max_steps=2,
+                      disable_tqdm=True)
     assert result.model.st == st and is_st_checkpoint(tmp_path / "st")
     grounder = load_grounder(tmp_path / "st", max_new_tokens=2)
     assert grounder.model.st == st and grounder.processor.query_mode == "after"

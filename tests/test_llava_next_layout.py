@@ -60,7 +60,8 @@ def batch(models):
     image = process_images([picture], st_model.get_vision_tower().image_processor, st_model.config)[0]
     assert image.shape[0] == 3  # base + 1x2 grid
     text = [[0, video_ids.shape[0] - 3, video_ids.shape[0] - 2], [image_ids.shape[0] - 2]]
-    return dict(ids=[video_ids, image_ids], images=[video, image], modalities=["video", "image"], sizes=[(384, 384), picture.size], text=text)
+    return dict(ids=[video_ids, image_ids], images=[video, image], modalities=["video", "image"], sizes=[(384, 384), picture.size],
+                text=text)
 
 
 def _pad(ids, side: str, pad_id: int = 0):

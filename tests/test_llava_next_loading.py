@@ -65,7 +65,8 @@ def _video_batch(tokenizer):
     ids[1, : len(second)], mask[1, : len(second)] = torch.tensor(second), True
     labels = torch.where(mask & (ids >= 0), ids, torch.full_like(ids, -100))
     images = [torch.randn(2, 3, 384, 384), torch.zeros(1, 3, 384, 384)]
-    return dict(input_ids=ids, attention_mask=mask, labels=labels, images=images, modalities=["video", "image"], image_sizes=[(384, 384)] * 2)
+    return dict(input_ids=ids, attention_mask=mask, labels=labels, images=images, modalities=["video", "image"],
+                image_sizes=[(384, 384)] * 2)
 
 
 @upstream
@@ -159,6 +160,7 @@ def test_ablation_switches(qwen_tokenizer, tiny_siglip_repo, options):
     out.loss.backward()
     if options.get("st_query_mode") == "after":
         with torch.no_grad():
-            _, index = model.prepare_grounded_inputs(batch["input_ids"], None, batch["attention_mask"], None, None, batch["images"], batch["modalities"], batch["image_sizes"])
+            _, index = model.prepare_grounded_inputs(batch["input_ids"], None, batch["attention_mask"], None, None, batch["images"],
+                                                     batch["modalities"], batch["image_sizes"])
         p = int((batch["input_ids"][0] == IMAGE_TOKEN_INDEX).nonzero()[0, 0])
         assert index.query_index[0].tolist() == [p + 2 * 210, p + 2 * 210 + 1]

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from test_train_upstream_data import write_mixed_data
 
 pytestmark = [pytest.mark.upstream, pytest.mark.slow]
@@ -32,7 +31,8 @@ def train(model_dir, data, output, *args, nproc=1, **env):
                    NPROC=str(nproc), ENTRY=str(ROOT / "tests" / "scripts" / "train_tiny.py"),
                    PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                    PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]), **env)
-    proc = subprocess.run(["bash", str(ROOT / "train_scripts" / "tiny_cpu.sh"), *args], env=environ, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(["bash", str(ROOT / "train_scripts" / "tiny_cpu.sh"), *args], env=environ, cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-6000:]
     return log

@@ -34,9 +34,12 @@ def write_mixed_data(root: Path, bad: bool = False) -> Path:
         return [{"from": "human", "value": "<image>\n" + question}, {"from": "gpt", "value": answer}]
 
     records = [
-        dict(id="stvg-0", task="stvg", caption=CAPTION, span=[1.0, 2.9], boxes=tube, conversations=turns(instruction("stvg", CAPTION), "From 1.0s to 2.9s."), **video),
-        dict(id="rec-0", task="rec", image="box.png", caption="the red box", width=W, height=H, boxes=[{"t": 0.0, "xyxy": [30, 20, 60, 44]}], conversations=turns(instruction("rec", "the red box"), REC_ANSWER)),
-        dict(id="vtg-0", task="vtg", caption=CAPTION, span=[1.0, 2.9], conversations=turns(instruction("vtg", CAPTION), "From 1.0s to 2.9s."), video="box.mp4", duration=FRAMES / FPS),
+        dict(id="stvg-0", task="stvg", caption=CAPTION, span=[1.0, 2.9], boxes=tube,
+             conversations=turns(instruction("stvg", CAPTION), "From 1.0s to 2.9s."), **video),
+        dict(id="rec-0", task="rec", image="box.png", caption="the red box", width=W, height=H,
+             boxes=[{"t": 0.0, "xyxy": [30, 20, 60, 44]}], conversations=turns(instruction("rec", "the red box"), REC_ANSWER)),
+        dict(id="vtg-0", task="vtg", caption=CAPTION, span=[1.0, 2.9],
+             conversations=turns(instruction("vtg", CAPTION), "From 1.0s to 2.9s."), video="box.mp4", duration=FRAMES / FPS),
         dict(id="qa-0", task="qa", video="box.mp4", conversations=turns("What colour is the box?", "Red.")),
     ]
     if bad:

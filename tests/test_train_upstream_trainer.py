@@ -13,7 +13,8 @@ def test_st_decoder_part_and_head_learning_rate(qwen_tokenizer, tiny_siglip_repo
     model.requires_grad_(False)  # what upstream does for mm_tunable_parts before unfreezing its parts
     model.get_model().mm_projector.requires_grad_(True)
     model.config.mm_tunable_parts = "mm_mlp_adapter,st_decoder"
-    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", learning_rate=1e-3, st_head_lr=5e-2, weight_decay=0.1)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", learning_rate=1e-3, st_head_lr=5e-2,
+                             weight_decay=0.1)
     trainer = LlavaSTTrainer(model=model, args=args, tokenizer=tokenizer)
 
     head = decoder_parameters(model)

@@ -83,7 +83,8 @@ def test_grounding_and_demo_from_the_installed_package(installed, tmp_path):
     assert tube["frames"] and all(len(f["box_xyxy"]) == 4 for f in tube["frames"])
 
     # `llava-st demo` finds the shipped checkpoint as package data (no checkout around it)
-    proc = run([bin_dir / "llava-st", "demo", "--num-videos", "2", "--viz", "0", "--train-steps", "0", "--out", tmp_path / "demo"], cwd=tmp_path)
+    proc = run([bin_dir / "llava-st", "demo", "--num-videos", "2", "--viz", "0", "--train-steps", "0", "--out", tmp_path / "demo"],
+               cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "m_vIoU" in proc.stdout and (tmp_path / "demo" / "tubes.json").is_file()
 

@@ -88,8 +88,8 @@ class GroundingIndex:
         """Pad per-item absolute layouts and description positions into one index. None items (no
         visual block, or a block without queries) get all-False masks."""
         B = len(layouts)
-        F = max([l.visual_index.shape[0] for l in layouts if l is not None and l.query_index is not None], default=1)
-        S = max([l.visual_index.shape[1] for l in layouts if l is not None and l.query_index is not None], default=1)
+        F = max([lay.visual_index.shape[0] for lay in layouts if lay is not None and lay.query_index is not None], default=1)
+        S = max([lay.visual_index.shape[1] for lay in layouts if lay is not None and lay.query_index is not None], default=1)
         T = max([len(t) for t in text_positions if t is not None], default=1) or 1
         out = cls(
             torch.zeros(B, F, S, dtype=torch.long),

@@ -27,7 +27,9 @@ class FrameSample:
         return int(self.indices.shape[0])
 
 
-def sample_frames(total_frames: int, fps: float, frames_upbound: int = 64, video_fps: float = 1.0, force_sample: bool = False) -> FrameSample:
+def sample_frames(
+    total_frames: int, fps: float, frames_upbound: int = 64, video_fps: float = 1.0, force_sample: bool = False
+) -> FrameSample:
     """Choose the frames of a video of `total_frames` frames at `fps` (see module docstring)."""
     if total_frames < 1:
         raise ValueError(f"video has no frames (total_frames={total_frames})")

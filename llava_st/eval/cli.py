@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("task", choices=("stvg", "vtg", "rec"))
     parser.add_argument("--benchmark", help=f"one of {sorted(BENCHMARKS)} (default: the task's generic one)")
     parser.add_argument("--checkpoint", help="checkpoint directory (either host; see llava_st.api.load_grounder)")
-    parser.add_argument("--data", action="append", required=True, metavar="[SPLIT=]FILE", help="Uni-STG .json/.jsonl test file; repeat per split")
+    parser.add_argument("--data", action="append", required=True, metavar="[SPLIT=]FILE",
+                        help="Uni-STG .json/.jsonl test file; repeat per split")
     parser.add_argument("--data-root", default=".", help="directory the records' video/image paths are relative to")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--frames", type=int, help="frames sampled per video (default: the checkpoint's)")
@@ -92,7 +93,8 @@ def _run(args) -> int:
         device = args.device or _default_device()
         options = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
         grounder = load_grounder(args.checkpoint, device=device, **options)
-        result = evaluate(grounder, benchmark, split_files, args.data_root, args.out, rank, world_size, args.frames, convention, args.viz, model_name=args.model_name)
+        result = evaluate(grounder, benchmark, split_files, args.data_root, args.out, rank, world_size, args.frames, convention, args.viz,
+                          model_name=args.model_name)
         if started:
             import torch.distributed as dist
 

@@ -42,7 +42,8 @@ class LlavaST(lmms):
 
     is_simple = True
 
-    def __init__(self, pretrained: str, device: Optional[str] = None, frames: Optional[int] = None, max_new_tokens: int = 64, batch_size: int = 1, **kwargs):
+    def __init__(self, pretrained: str, device: Optional[str] = None, frames: Optional[int] = None, max_new_tokens: int = 64,
+                 batch_size: int = 1, **kwargs):
         super().__init__()
         if kwargs:
             log.warning("llava_st: ignoring unknown model_args %s", sorted(kwargs))

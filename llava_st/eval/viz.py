@@ -213,7 +213,8 @@ def main(argv=None) -> int:
         _, fps = _read_all_frames(args.video)
         times = np.arange(int(round(float(record["duration"]) * fps))) / fps
         iou = per_frame_iou(tube_boxes(tubes[0] if tubes else None, times), gt_boxes(record, times))
-        log.info("wrote %s", plot_iou(times, iou, args.iou_png, spans={"gt": record.get("span"), "pred": (tubes[0] if tubes else {}).get("span")}))
+        spans = {"gt": record.get("span"), "pred": (tubes[0] if tubes else {}).get("span")}
+        log.info("wrote %s", plot_iou(times, iou, args.iou_png, spans=spans))
     return 0
 
 

@@ -11,12 +11,14 @@ from typing import Optional
 from .tiny import tiny_qwen2_config, tiny_siglip_config
 
 
-def tiny_onevision_config(tokenizer, image_size: int = 32, patch_size: int = 8, vision_hidden: int = 32, text_hidden: int = 64, text_layers: int = 2):
+def tiny_onevision_config(tokenizer, image_size: int = 32, patch_size: int = 8, vision_hidden: int = 32, text_hidden: int = 64,
+                          text_layers: int = 2):
     """A LlavaOnevisionConfig with a tiny SigLIP tower and a tiny Qwen2 over `tokenizer`'s vocabulary
     (rounded up to a multiple of 64 rows, like Qwen's spare rows)."""
     from transformers import LlavaOnevisionConfig
 
-    vision = tiny_siglip_config(hidden_size=vision_hidden, image_size=image_size, patch_size=patch_size, layers=2, heads=2, intermediate_size=2 * vision_hidden)
+    vision = tiny_siglip_config(hidden_size=vision_hidden, image_size=image_size, patch_size=patch_size, layers=2, heads=2,
+                                intermediate_size=2 * vision_hidden)
     vocab = ((len(tokenizer) + 63) // 64) * 64
     text = tiny_qwen2_config(vocab, hidden_size=text_hidden, layers=text_layers)
     text.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")

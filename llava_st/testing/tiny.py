@@ -156,7 +156,8 @@ def build_tiny_qwen2(out_dir, tokenizer, seed: int = 0, **config_overrides):
     return out
 
 
-def tiny_siglip_config(hidden_size: int = 1152, image_size: int = 384, patch_size: int = 14, layers: int = 2, heads: int = 16, intermediate_size: int = 64):
+def tiny_siglip_config(hidden_size: int = 1152, image_size: int = 384, patch_size: int = 14, layers: int = 2, heads: int = 16,
+                       intermediate_size: int = 64):
     """SigLIP vision config. Defaults are what upstream's SigLipVisionTower accepts (hidden 1152, 384 px,
     patch 14 -> 729 tokens; it drops the last layer, so 2 layers leave 1)."""
     from transformers import SiglipVisionConfig
@@ -217,7 +218,8 @@ def write_video(path, frames: np.ndarray, fps: float) -> str:
     return path
 
 
-def write_moving_box_video(path, num_frames: int = 40, fps: float = 10.0, width: int = 96, height: int = 64, span: Optional[Sequence[int]] = None, color=(230, 40, 40), box_size=(24, 20), seed: int = 0):
+def write_moving_box_video(path, num_frames: int = 40, fps: float = 10.0, width: int = 96, height: int = 64,
+                           span: Optional[Sequence[int]] = None, color=(230, 40, 40), box_size=(24, 20), seed: int = 0):
     """An mp4 with a coloured rectangle moving left to right over a grey noisy background.
 
     span: (first, last) frame indices (inclusive) where the rectangle is visible; default all frames.

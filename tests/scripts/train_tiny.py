@@ -47,7 +47,8 @@ def probe(trainer) -> dict:
     with _gathered(list(decoder.values()) + [embeddings]):
         weights = {name: p.detach().clone() for name, p in decoder.items()}
         query_rows = embeddings[rows].detach().clone()
-    return {"batch": batch, "logits": out.logits.float(), "pred_boxes": out.pred_boxes.float(), "decoder": weights, "query_rows": query_rows}
+    return {"batch": batch, "logits": out.logits.float(), "pred_boxes": out.pred_boxes.float(), "decoder": weights,
+            "query_rows": query_rows}
 
 
 def with_probe(save):

@@ -49,7 +49,8 @@ class HFGrounder:
         self.max_new_tokens = max_new_tokens
         self.force_sample = force_sample
         tok = processor.tokenizer
-        self.stop_ids = {i for i in (tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")) if i is not None}
+        self.stop_ids = {i for i in (tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>"))
+                         if i is not None}
 
     @property
     def device(self):
@@ -78,7 +79,8 @@ class HFGrounder:
         boxes [F, 4] normalised cxcywh for every sampled frame, or None without a decoder)])."""
         descriptions = check_descriptions(descriptions)
         pixels, sample = read_video(str(video_path), frames or self.frames, force_sample=self.force_sample)
-        video = {"path": str(video_path), "width": int(pixels.shape[2]), "height": int(pixels.shape[1]), "duration": sample.duration, "fps": sample.fps}
+        video = {"path": str(video_path), "width": int(pixels.shape[2]), "height": int(pixels.shape[1]), "duration": sample.duration,
+                 "fps": sample.fps}
         prefix = video_prefix(sample.num_frames, sample.duration, sample.times)
         visual = {"pixel_values_videos": self.processor.video_pixels(pixels)[None]}
         return sample.times.tolist(), video, self._predict(prefix, visual, descriptions, task)
@@ -103,7 +105,9 @@ class HFGrounder:
         check_descriptions([question])
         pixels, sample = read_video(str(video_path), frames or self.frames, force_sample=self.force_sample)
         ids = self.processor.encode(video_prefix(sample.num_frames, sample.duration, sample.times) + question_suffix(question))
-        out = self.model(input_ids=self._tensor(ids), pixel_values_videos=self.processor.video_pixels(pixels)[None].to(self.device, self.model.dtype), past_key_values=DynamicCache(), use_cache=True)
+        out = self.model(input_ids=self._tensor(ids),
+                         pixel_values_videos=self.processor.video_pixels(pixels)[None].to(self.device, self.model.dtype),
+                         past_key_values=DynamicCache(), use_cache=True)
         return self._generate(out, max_new_tokens)
 
     # ---- steps -----------------------------------------------------------------------------------

@@ -42,7 +42,8 @@ def _run(model, embeds: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate_grounded(model, prefix_ids: torch.Tensor, images, modalities, image_sizes, suffixes: Sequence[Suffix], max_new_tokens: int, eos_token_id: int) -> List[GroundedAnswer]:
+def generate_grounded(model, prefix_ids: torch.Tensor, images, modalities, image_sizes, suffixes: Sequence[Suffix], max_new_tokens: int,
+                      eos_token_id: int) -> List[GroundedAnswer]:
     """One answer per suffix, all on one encoding of the prefix.
 
     prefix_ids: LongTensor [P0] holding one IMAGE_TOKEN_INDEX; images/modalities/image_sizes as for

@@ -13,10 +13,9 @@ from llava.mm_utils import process_images, tokenizer_image_token
 
 from ...core.layout import description_token_positions
 from ...core.timespan import time_instruction
-from ...core.tube import assemble_tube
+from ...core.tube import assemble_tube, text_tube
 from ...data.templates import instruction
 from ...data.video import read_video
-from ...core.tube import text_tube
 from .generation import Suffix, generate_grounded
 from .loader import load_st_model
 
@@ -52,12 +51,14 @@ class LlavaNextGrounder:
         self.max_new_tokens = max_new_tokens
 
     @classmethod
-    def from_pretrained(cls, path, device: str = "cpu", torch_dtype: Optional[torch.dtype] = None, frames: Optional[int] = None, max_new_tokens: Optional[int] = None):
+    def from_pretrained(cls, path, device: str = "cpu", torch_dtype: Optional[torch.dtype] = None, frames: Optional[int] = None,
+                        max_new_tokens: Optional[int] = None):
         """A grounder for an ST checkpoint (loader.load_st_model); torch_dtype defaults to float32."""
         tokenizer, model, image_processor = load_st_model(path, device=device, torch_dtype=torch_dtype or torch.float32)
         return cls(model, tokenizer, image_processor, frames, max_new_tokens)
 
-    def ground(self, video_path: str, descriptions: Sequence[str], frames: Optional[int] = None, max_new_tokens: Optional[int] = None, task: str = "stvg") -> List[dict]:
+    def ground(self, video_path: str, descriptions: Sequence[str], frames: Optional[int] = None, max_new_tokens: Optional[int] = None,
+               task: str = "stvg") -> List[dict]:
         """One tube (core/tube.py contract) per description; the video is encoded once. task: "stvg" or
         "vtg" (the instruction template). Raises VideoReadError naming a missing or unreadable video and
         ValueError for an empty description."""
@@ -78,7 +79,8 @@ class LlavaNextGrounder:
         pixels = process_images([picture], self.image_processor, self.model.config)[0].to(self.model.device, self.model.dtype)
         info = {"path": str(image_path), "width": picture.width, "height": picture.height, "duration": 0.0, "fps": 0.0}
         suffixes = [self._suffix(instruction("rec", d), d) for d in descriptions]
-        answers = self._generate(prefix_text(None), [pixels], ["image"], [picture.size], suffixes, max_new_tokens or self.max_new_tokens or 32)
+        answers = self._generate(prefix_text(None), [pixels], ["image"], [picture.size], suffixes,
+                                 max_new_tokens or self.max_new_tokens or 32)
         return [self._tube(d, text, [0.0], boxes, info, span=(0.0, 0.0)) for d, (text, boxes) in zip(descriptions, answers)]
 
     def answer(self, video_path: str, question: str, max_new_tokens: Optional[int] = None, frames: Optional[int] = None) -> str:

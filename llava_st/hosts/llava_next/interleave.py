@@ -145,7 +145,8 @@ def pad_like_upstream(config, seqs: List[torch.Tensor], labels: List[torch.Tenso
     return embeds, out_labels, mask, position_ids, offsets
 
 
-def finish_index(layouts: List[Optional[BlockLayout]], text_positions: List[Optional[List[int]]], config, offsets: torch.Tensor) -> GroundingIndex:
+def finish_index(layouts: List[Optional[BlockLayout]], text_positions: List[Optional[List[int]]], config,
+                 offsets: torch.Tensor) -> GroundingIndex:
     """Collate per-item layouts (positions in the unpadded, untruncated sequence) into the batch's
     GroundingIndex: drop what truncation cut, then shift by the padding offsets [B]."""
     index = GroundingIndex.collate(layouts, text_positions)

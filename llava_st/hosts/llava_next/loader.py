@@ -48,7 +48,8 @@ def load_st_model(path, device: str = "cpu", torch_dtype: torch.dtype = torch.fl
     return tokenizer, model, model.get_vision_tower().image_processor
 
 
-def from_plain_llava_video(path, st: Optional[STConfig] = None, torch_dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa"):
+def from_plain_llava_video(path, st: Optional[STConfig] = None, torch_dtype: torch.dtype = torch.float32,
+                           attn_implementation: str = "sdpa"):
     """Build an ST model from a plain LLaVA-Video (model_type "llava_qwen") checkpoint.
 
     st: the SpaceVLLM options (default STConfig()). Returns (tokenizer with the query tokens, model).

@@ -97,11 +97,14 @@ class LlavaSTQwenForCausalLM(LlavaQwenForCausalLM):
 
     # ---- layout ----------------------------------------------------------------------------------
 
-    def prepare_inputs_labels_for_multimodal(self, input_ids, position_ids, attention_mask, past_key_values, labels, images, modalities=None, image_sizes=None):
+    def prepare_inputs_labels_for_multimodal(self, input_ids, position_ids, attention_mask, past_key_values, labels, images,
+                                             modalities=None, image_sizes=None):
         """Upstream's method and return value, with the queries in the visual blocks."""
-        return self.prepare_grounded_inputs(input_ids, position_ids, attention_mask, past_key_values, labels, images, modalities, image_sizes)[0]
+        return self.prepare_grounded_inputs(input_ids, position_ids, attention_mask, past_key_values, labels, images, modalities,
+                                            image_sizes)[0]
 
-    def prepare_grounded_inputs(self, input_ids, position_ids, attention_mask, past_key_values, labels, images, modalities=None, image_sizes=None, text_positions=None):
+    def prepare_grounded_inputs(self, input_ids, position_ids, attention_mask, past_key_values, labels, images, modalities=None,
+                                image_sizes=None, text_positions=None):
         """Upstream's splice plus queries. Returns (upstream's 6-tuple (input_ids, position_ids,
         attention_mask, past_key_values, inputs_embeds [B, L, D], labels [B, L]), GroundingIndex or None).
 
@@ -114,7 +117,8 @@ class LlavaSTQwenForCausalLM(LlavaQwenForCausalLM):
             modalities = [modalities or "image"]
         mode = self.config.st_query_mode
         if mode == "none" or self.get_vision_tower() is None or images is None or input_ids.shape[1] == 1:
-            upstream = super().prepare_inputs_labels_for_multimodal(input_ids, position_ids, attention_mask, past_key_values, labels, images, modalities, image_sizes)
+            upstream = super().prepare_inputs_labels_for_multimodal(input_ids, position_ids, attention_mask, past_key_values, labels,
+                                                                    images, modalities, image_sizes)
             return upstream, None
         self._check_frame_counts(images, modalities)
         mask_in = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()

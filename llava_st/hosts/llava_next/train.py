@@ -162,7 +162,8 @@ class LlavaSTTrainer(LLaVATrainer):
             summary = {"total": sum(counts.values()), "by_kind": dict(counts)}
             with open(os.path.join(self.args.output_dir, BAD_SAMPLES_SUMMARY), "w") as f:
                 json.dump(summary, f, indent=1)
-            logger.warning("bad samples replaced during training: %d %s (details: %s)", summary["total"], summary["by_kind"], BAD_SAMPLES_FILE)
+            logger.warning("bad samples replaced during training: %d %s (details: %s)", summary["total"], summary["by_kind"],
+                           BAD_SAMPLES_FILE)
         return result
 
 
