@@ -15,13 +15,6 @@ pytestmark = [pytest.mark.upstream, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_llava_dir(cache_dir, qwen_tokenizer, tiny_siglip_repo):
-    from llava_st.testing.upstream import build_tiny_llava_qwen
-
-    return build_tiny_llava_qwen(cache_dir / "tiny-llava-qwen", qwen_tokenizer, tiny_siglip_repo)
-
-
 def upstream_args(model_dir, data, output):
     """Upstream's LLaVA-Video arguments of train_scripts/tiny_cpu.sh, without llava_st's two additions."""
     data_root = str(Path(data).parent)
@@ -57,10 +50,10 @@ def test_st_options_without_the_model_flag_stop_with_one_line(tmp_path):
     assert proc.returncode == 1 and "has --model_class_name LlavaQwen: add --model_class_name LlavaSTQwen" in proc.stderr
 
 
-def test_grounding_data_without_the_model_flag_stops_before_step_0(tiny_llava_dir, tmp_path):
+def test_grounding_data_without_the_model_flag_stops_before_step_0(tiny_llava_qwen_dir, tmp_path):
     data = write_mixed_data(tmp_path / "data")  # stvg + rec + vtg + qa
     out = tmp_path / "out"
-    proc = run_entry(upstream_args(tiny_llava_dir, data, out))
+    proc = run_entry(upstream_args(tiny_llava_qwen_dir, data, out))
     assert proc.returncode == 1, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert last == (
@@ -70,12 +63,12 @@ def test_grounding_data_without_the_model_flag_stops_before_step_0(tiny_llava_di
     assert not (out / "trainer_state.json").exists() and "grounding_boxes" not in proc.stderr
 
 
-def test_plain_data_without_the_model_flag_trains_as_upstream(tiny_llava_dir, tmp_path):
+def test_plain_data_without_the_model_flag_trains_as_upstream(tiny_llava_qwen_dir, tmp_path):
     data = write_mixed_data(tmp_path / "data")
     records = [r for r in json.loads(data.read_text()) if r["task"] in ("qa", "vtg")]
     data.write_text(json.dumps(records))
     out = tmp_path / "out"
-    proc = run_entry(upstream_args(tiny_llava_dir, data, out))
+    proc = run_entry(upstream_args(tiny_llava_qwen_dir, data, out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 1
