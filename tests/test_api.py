@@ -143,3 +143,140 @@ def test_load_grounder_detects_the_llava_next_host(qwen_tokenizer, tiny_siglip_r
     assert isinstance(grounder, LlavaNextGrounder)
     (tube,) = grounder.ground(moving_box_video[0], ["the red box"], frames=2)
     assert set(tube) == {"query", "span", "frames", "video", "raw_text", "status"}
+    with pytest.raises(ValueError, match="from 1 to 4"):
+        grounder.ground(moving_box_video[0], ["the red box"], frames=5)  # beyond the queries: refused, not clipped
+
+
+@pytest.mark.upstream
+def test_llava_next_checkpoint_of_the_other_host_or_foreign_weights_is_one_error(
+    qwen_tokenizer, tiny_siglip_repo, checkpoint, tmp_path, capsys
+):
+    import shutil
+
+    from llava_st.hosts.checkpoint import CheckpointError
+    from llava_st.hosts.llava_next.loader import save_st_model
+    from llava_st.testing.upstream import tiny_llava_st_qwen
+
+    tokenizer, model = tiny_llava_st_qwen(qwen_tokenizer, tiny_siglip_repo, num_queries=4)
+    path = save_st_model(model, tokenizer, tmp_path / "llava-st-qwen-tiny")
+    other = shutil.copytree(path, tmp_path / "as-onevision")
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "model_type": "llava_st_onevision"}))
+    foreign = shutil.copytree(path, tmp_path / "llava-st-qwen-foreign")
+    shutil.copy(checkpoint / "model.safetensors", foreign / "model.safetensors")  # the transformers host's weights
+    for directory in (other, foreign):
+        with pytest.raises(CheckpointError):
+            load_grounder(directory)
+        assert main(["--model", str(directory), "--image", str(tmp_path / "x.png"), "--query", "x"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("llava-st ground: error: "), err
+
+
+def _set_model_type(directory, model_type):
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps({**config, "model_type": model_type}))
+
+
+def _broken_copies(checkpoint, root):
+    """(name, directory, words the error line must contain) for every bad checkpoint of issue 15."""
+    import os
+    import shutil
+
+    weights = "model.safetensors"
+
+    def truncate(d):
+        with open(d / weights, "r+b") as f:
+            f.truncate(os.path.getsize(d / weights) // 2)
+
+    def corrupt_entry(d):  # a header that claims a tensor of another size
+        import struct
+
+        raw = (d / weights).read_bytes()
+        (n,) = struct.unpack("<Q", raw[:8])
+        header = json.loads(raw[8 : 8 + n])
+        name = next(k for k in header if k != "__metadata__")
+        header[name]["shape"] = [s + 1 for s in header[name]["shape"]]
+        text = json.dumps(header).encode()
+        (d / weights).write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n :])
+
+    edits = {
+        "truncated": (truncate, "truncated"),
+        "empty": (lambda d: (d / weights).write_bytes(b""), "empty (0 bytes)"),
+        "garbage": (lambda d: (d / weights).write_bytes(np.random.default_rng(0).bytes(4096)), "not a safetensors file"),
+        "json-garbage": (lambda d: (d / weights).write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00[1,2]"), "header is not a JSON object"),
+        "wrong-size": (corrupt_entry, "corrupt: tensor"),
+        "no-weights": (lambda d: (d / weights).unlink(), "no weights"),
+        "bare-bin": (lambda d: (d / weights).rename(d / "pytorch_model.bin"), "only from safetensors"),
+        "no-tokenizer": (lambda d: [(d / f).unlink() for f in ("tokenizer.json", "vocab.json", "merges.txt")], "no tokenizer"),
+        "no-preprocessor": (lambda d: (d / "preprocessor_config.json").unlink(), "preprocessor_config.json"),
+        "config-list": (lambda d: (d / "config.json").write_text("[1, 2]"), "must hold a JSON object, got list"),
+        "config-garbage": (lambda d: (d / "config.json").write_bytes(b"\xff\xfe{"), "not valid JSON"),
+        "other-host": (lambda d: _set_model_type(d, "llava_st_qwen"), "llava_st_qwen"),
+    }
+    out = []
+    for name, (edit, words) in edits.items():
+        d = root / name
+        shutil.copytree(checkpoint, d)
+        edit(d)
+        out.append((name, d, words))
+    return out
+
+
+def test_cli_ground_bad_inputs_end_in_one_error_line(checkpoint, moving_box_video, tmp_path, capsys):
+    """Every bad input of issue 15's list: one line on stderr, exit code 2, no traceback."""
+    path, _ = moving_box_video
+    (tmp_path / "outdir").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    cases = [(d, [], words) for _, d, words in _broken_copies(checkpoint, tmp_path / "ckpts")]
+    cases += [
+        (tmp_path / "nowhere", [], "no such directory"),
+        (checkpoint, ["--out", str(tmp_path / "outdir")], "is a directory"),
+        (checkpoint, ["--out", str(tmp_path / "a_file" / "t.json")], "is a file, not a directory"),
+        (checkpoint, ["--viz", str(tmp_path / "outdir")], "is a directory"),
+        (checkpoint, ["--device", "bogus"], "not a torch device"),
+        (checkpoint, ["--device", "cuda:7"], "cuda"),
+        (checkpoint, ["--frames", "0"], "from 1 to 8"),
+        (checkpoint, ["--frames", "-1"], "from 1 to 8"),
+        (checkpoint, ["--frames", "9"], "from 1 to 8"),
+        (checkpoint, ["--frames", "100000"], "from 1 to 8"),
+        (checkpoint, ["--image", str(tmp_path / "nope.png")], "nope.png"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((checkpoint, ["--device", "cuda"], "no CUDA GPU"))
+    for model, extra, words in cases:
+        media = [] if "--image" in extra else ["--video", path]
+        code = main(["--model", str(model), *media, "--query", "the red box", *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2, (model, extra)
+        assert len(err) == 1 and err[0].startswith("llava-st ground: error: ") and words in err[0], (model, extra, err)
+    assert not list((tmp_path / "outdir").iterdir())  # nothing written for a refused run
+
+
+def test_weights_load_only_from_safetensors(checkpoint, monkeypatch):
+    """use_safetensors=True reaches transformers' loader on both hosts' load paths."""
+    from llava_st.hosts.hf.modeling import LlavaSTOnevisionForConditionalGeneration
+
+    seen = {}
+    original = LlavaSTOnevisionForConditionalGeneration.from_pretrained.__func__
+
+    def spy(cls, *args, **kwargs):
+        seen.update(kwargs)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(LlavaSTOnevisionForConditionalGeneration, "from_pretrained", classmethod(spy))
+    load_grounder(checkpoint)
+    assert seen.get("use_safetensors") is True
+
+
+def test_frames_are_checked_before_any_video_is_read(grounder, tmp_path):
+    """0, -1 and more frames than queries are refused up front (a missing video would fail later)."""
+    missing = str(tmp_path / "not-read.mp4")
+    for frames in (0, -1, 9, 100000, 2.5, True):
+        with pytest.raises(ValueError, match="frames must be"):
+            grounder.ground(missing, ["x"], frames=frames)
+        with pytest.raises(ValueError, match="frames must be"):
+            grounder.answer(missing, "what?", frames=frames)
+    with pytest.raises(ValueError, match="from 1 to 8"):
+        HFGrounder(grounder.model, grounder.processor, frames=0)
+    with pytest.raises(VideoReadError):
+        grounder.ground(missing, ["x"], frames=8)  # in range: then the video is looked at

@@ -64,3 +64,26 @@ class STConfig:
             if hasattr(obj, prefix + f.name):
                 kwargs[f.name] = getattr(obj, prefix + f.name)
         return cls(**kwargs)
+
+
+# Frames per video a grounder samples at most when the model has no video queries (query_mode "none",
+# boxes as text); with queries the bound is N_v, one query per frame.
+MAX_FRAMES_WITHOUT_QUERIES = 256
+
+
+def max_frames(num_queries: int, query_mode: str) -> int:
+    """The most frames a model of these options can ground in one video: N_v, or MAX_FRAMES_WITHOUT_QUERIES
+    without queries."""
+    return MAX_FRAMES_WITHOUT_QUERIES if query_mode == "none" else int(num_queries)
+
+
+def check_frames(frames, num_queries: int, query_mode: str) -> int:
+    """`frames` when it is an integer in [1, max_frames(num_queries, query_mode)]; ValueError otherwise,
+    before anything is read or allocated."""
+    upper = max_frames(num_queries, query_mode)
+    if isinstance(frames, bool) or not isinstance(frames, int):
+        raise ValueError(f"frames must be an integer from 1 to {upper}, got {frames!r}")
+    if not 1 <= frames <= upper:
+        why = "one query per frame" if query_mode != "none" else "the bound without queries"
+        raise ValueError(f"frames must be from 1 to {upper} for this model ({why}), got {frames}")
+    return frames

@@ -91,9 +91,23 @@ def is_st_checkpoint(path) -> bool:
 
 
 def load_st(path, device="cpu", dtype=None):
-    """Load an ST checkpoint -> (model in eval mode, processor)."""
-    model = LlavaSTOnevisionForConditionalGeneration.from_pretrained(str(path), torch_dtype=dtype)
-    processor = LlavaSTProcessor.from_pretrained(str(path))
+    """Load an ST checkpoint -> (model in eval mode, processor). Weights load only from safetensors; a
+    missing, truncated or foreign checkpoint (hosts.checkpoint checks) raises CheckpointError, one line."""
+    from ..checkpoint import PREPROCESSOR_FILES, TOKENIZER_FILES, CheckpointError, check_files, check_loading_info, check_weights, short
+
+    check_weights(path)
+    check_files(path, [TOKENIZER_FILES, PREPROCESSOR_FILES])
+    try:
+        model, info = LlavaSTOnevisionForConditionalGeneration.from_pretrained(
+            str(path), torch_dtype=dtype, use_safetensors=True, output_loading_info=True
+        )
+    except Exception as exc:  # transformers raises many kinds for a config or weights it cannot use
+        raise CheckpointError(f"{path}: cannot load the {MODEL_TYPE} model: {short(exc)}") from exc
+    check_loading_info(path, info)
+    try:
+        processor = LlavaSTProcessor.from_pretrained(str(path))
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot load the tokenizer and processor: {short(exc)}") from exc
     if (processor.query_mode, processor.num_queries) != (model.st.query_mode, model.st.num_queries):
         raise ValueError(
             f"{path}: the processor lays out {processor.num_queries} queries in mode {processor.query_mode!r} but the "

@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence
 import torch
 from transformers import DynamicCache
 
+from ...core.config import check_frames
 from ...core.layout import description_token_positions
 from ...core.tube import assemble_tube, text_tube
 from ...data.templates import instruction
@@ -45,7 +46,7 @@ class HFGrounder:
     def __init__(self, model, processor, frames: Optional[int] = None, max_new_tokens: int = 32, force_sample: bool = True):
         self.model = model.eval()
         self.processor = processor
-        self.frames = frames or min(model.st.num_queries, 64)
+        self.frames = min(model.st.num_queries, 64) if frames is None else check_frames(frames, model.st.num_queries, model.st.query_mode)
         self.max_new_tokens = max_new_tokens
         self.force_sample = force_sample
         tok = processor.tokenizer
@@ -78,7 +79,7 @@ class HFGrounder:
         """The raw predictions behind `ground`: (frame_times [F] seconds, video info, [(answer text,
         boxes [F, 4] normalised cxcywh for every sampled frame, or None without a decoder)])."""
         descriptions = check_descriptions(descriptions)
-        pixels, sample = read_video(str(video_path), frames or self.frames, force_sample=self.force_sample)
+        pixels, sample = read_video(str(video_path), self._frames(frames), force_sample=self.force_sample)
         video = {"path": str(video_path), "width": int(pixels.shape[2]), "height": int(pixels.shape[1]), "duration": sample.duration,
                  "fps": sample.fps}
         prefix = video_prefix(sample.num_frames, sample.duration, sample.times)
@@ -103,7 +104,7 @@ class HFGrounder:
     def answer(self, video_path: str, question: str, max_new_tokens: int = 64, frames: Optional[int] = None) -> str:
         """Free-form answer to a question about a video (general QA)."""
         check_descriptions([question])
-        pixels, sample = read_video(str(video_path), frames or self.frames, force_sample=self.force_sample)
+        pixels, sample = read_video(str(video_path), self._frames(frames), force_sample=self.force_sample)
         ids = self.processor.encode(video_prefix(sample.num_frames, sample.duration, sample.times) + question_suffix(question))
         out = self.model(input_ids=self._tensor(ids),
                          pixel_values_videos=self.processor.video_pixels(pixels)[None].to(self.device, self.model.dtype),
@@ -111,6 +112,10 @@ class HFGrounder:
         return self._generate(out, max_new_tokens)
 
     # ---- steps -----------------------------------------------------------------------------------
+    def _frames(self, frames: Optional[int]) -> int:
+        """The frames to sample: the default, or `frames` checked against the model (core.config.check_frames)."""
+        return self.frames if frames is None else check_frames(frames, self.model.st.num_queries, self.model.st.query_mode)
+
     def _tensor(self, ids) -> torch.Tensor:
         return torch.tensor([ids], dtype=torch.long, device=self.device)
 

@@ -11,6 +11,7 @@ import torch
 from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.mm_utils import process_images, tokenizer_image_token
 
+from ...core.config import check_frames
 from ...core.layout import description_token_positions
 from ...core.timespan import time_instruction
 from ...core.tube import assemble_tube, text_tube
@@ -46,7 +47,7 @@ class LlavaNextGrounder:
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         upbound = getattr(model.config, "frames_upbound", 0) or model.config.st_num_queries
-        self.frames = min(frames or upbound, model.config.st_num_queries)
+        self.frames = min(upbound, model.config.st_num_queries) if frames is None else self._check(frames)
         self.force_sample = bool(getattr(model.config, "force_sample", True))
         self.max_new_tokens = max_new_tokens
 
@@ -98,12 +99,16 @@ class LlavaNextGrounder:
         return assemble_tube(description, text, frame_times, boxes, info, span=span)
 
     def _video(self, video_path, frames):
-        count = min(frames or self.frames, self.model.config.st_num_queries)
+        count = self.frames if frames is None else self._check(frames)
         array, sample = read_video(str(video_path), frames_upbound=count, force_sample=self.force_sample)
         pixels = self.image_processor.preprocess(array, return_tensors="pt")["pixel_values"]
         H, W = array.shape[1:3]
         info = {"path": str(video_path), "width": W, "height": H, "duration": sample.duration, "fps": sample.fps}
         return pixels.to(self.model.device, self.model.dtype), sample, {"info": info, "size": (W, H)}
+
+    def _check(self, frames) -> int:
+        """`frames` checked against the model's queries (core.config.check_frames), before any video is read."""
+        return check_frames(frames, self.model.config.st_num_queries, self.model.config.st_query_mode)
 
     def _suffix(self, question: str, description: str) -> Suffix:
         ids = self.tokenizer(suffix_text(question)).input_ids

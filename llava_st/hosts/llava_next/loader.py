@@ -17,6 +17,7 @@ from transformers import AutoTokenizer
 
 from ...core.config import STConfig
 from ...core.tokens import add_query_tokens, init_query_embeddings
+from ..checkpoint import TOKENIZER_FILES, CheckpointError, check_files, check_loading_info, check_weights, short
 from .config import LlavaSTQwenConfig
 from .model import LlavaSTQwenForCausalLM
 from .register import register
@@ -36,14 +37,31 @@ def add_st_tokens(model: LlavaSTQwenForCausalLM, tokenizer) -> Tuple[int, ...]:
 
 
 def load_st_model(path, device: str = "cpu", torch_dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa"):
-    """Load an ST checkpoint. Returns (tokenizer, LlavaSTQwenForCausalLM in eval mode, image_processor)."""
+    """Load an ST checkpoint. Returns (tokenizer, LlavaSTQwenForCausalLM in eval mode, image_processor).
+    Weights load only from safetensors; a missing, truncated or foreign checkpoint (hosts.checkpoint
+    checks) raises CheckpointError, one line."""
     register()
     path = str(path)
-    config = LlavaSTQwenConfig.from_pretrained(path)
+    check_weights(path)
+    check_files(path, [TOKENIZER_FILES])
+    try:
+        config = LlavaSTQwenConfig.from_pretrained(path)
+    except Exception as exc:  # transformers raises many kinds for a config it cannot use
+        raise CheckpointError(f"{path}: cannot read config.json as a {LlavaSTQwenConfig.model_type} config: {short(exc)}") from exc
     if config.st_query_mode != "none" and config.st_query_token_ids is None:
-        raise ValueError(f"{path} is not an ST checkpoint (config has no st_query_token_ids); use from_plain_llava_video")
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = LlavaSTQwenForCausalLM.from_pretrained(path, config=config, torch_dtype=torch_dtype, attn_implementation=attn_implementation)
+        raise CheckpointError(f"{path} is not an ST checkpoint (config has no st_query_token_ids); use from_plain_llava_video")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot load the tokenizer: {short(exc)}") from exc
+    try:
+        model, info = LlavaSTQwenForCausalLM.from_pretrained(
+            path, config=config, torch_dtype=torch_dtype, attn_implementation=attn_implementation,
+            use_safetensors=True, output_loading_info=True,
+        )
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot load the {LlavaSTQwenConfig.model_type} model: {short(exc)}") from exc
+    check_loading_info(path, info)
     model.to(device).eval()
     return tokenizer, model, model.get_vision_tower().image_processor
 
@@ -59,8 +77,11 @@ def from_plain_llava_video(path, st: Optional[STConfig] = None, torch_dtype: tor
     path = str(path)
     st = st or STConfig()
     config = LlavaSTQwenConfig.from_pretrained(path, **st.to_dict())
+    check_weights(path)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = LlavaSTQwenForCausalLM.from_pretrained(path, config=config, torch_dtype=torch_dtype, attn_implementation=attn_implementation)
+    model = LlavaSTQwenForCausalLM.from_pretrained(
+        path, config=config, torch_dtype=torch_dtype, attn_implementation=attn_implementation, use_safetensors=True
+    )
     if st.query_mode != "none":
         add_st_tokens(model, tokenizer)
     return tokenizer, model
