@@ -56,7 +56,7 @@ class LocalChat:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self.model = AutoModelForCausalLM.from_pretrained(model_path).to(device).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, use_safetensors=True).to(device).eval()
         self.device, self.max_new_tokens = device, max_new_tokens
 
     def __call__(self, messages: List[dict]) -> str:

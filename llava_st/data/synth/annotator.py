@@ -65,7 +65,7 @@ class Annotator:
         from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 
         self.processor = GroundingDinoProcessor.from_pretrained(model_path)
-        self.model = GroundingDinoForObjectDetection.from_pretrained(model_path).to(device).eval()
+        self.model = GroundingDinoForObjectDetection.from_pretrained(model_path, use_safetensors=True).to(device).eval()
         self.data_root, self.sample_fps, self.device = data_root, sample_fps, device
         self.box_threshold, self.text_threshold, self.batch_size = box_threshold, text_threshold, batch_size
 

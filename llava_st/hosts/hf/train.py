@@ -71,7 +71,7 @@ def load_for_training(model_path, st: Optional[STConfig] = None):
         return model, processor
     from transformers import AutoTokenizer, LlavaOnevisionForConditionalGeneration
 
-    base = LlavaOnevisionForConditionalGeneration.from_pretrained(str(model_path))
+    base = LlavaOnevisionForConditionalGeneration.from_pretrained(str(model_path), use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(str(model_path))
     return convert_base(base, tokenizer, st or STConfig())
 
