@@ -109,8 +109,9 @@ def _encoding_problem(head: bytes) -> Optional[str]:
         return "UTF-32 text (byte-order mark)"
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return "UTF-16 text (byte-order mark)"
-    if head and head.count(0) * 4 >= len(head):
-        return "binary data or UTF-16/32 text (a quarter of the first bytes are NUL)"
+    first = head.split(b"\n", 1)[0]
+    if len(first) >= 4 and first.count(0) * 5 >= len(first) * 2:  # UTF-16 ASCII: every second byte
+        return "binary data or UTF-16/32 text without a byte-order mark (the first line is 40% NUL bytes)"
     return None
 
 
