@@ -1,7 +1,7 @@
 """Learning check: does the method learn on the synthetic STG benchmark, and how do the paper's ablations
 (Table 7) compare with the same budget?
 
-Every variant trains the demo recipe (llava_st.demo.Recipe: a tiny LLaVA-OneVision from scratch, a box
+Every variant trains the demo recipe (llava_st.recipes.synthetic_stg.Recipe: a tiny LLaVA-OneVision from scratch, a box
 stage then the full task, transformers host, hosts.hf.train_hf) with identical steps, data and seed,
 changing only core.STConfig, then grounds the same held-out synthetic videos (eval.drivers, HC-STVG
 official convention at 1 fps). Variants:
@@ -51,7 +51,8 @@ METRICS = ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")
 
 def run_variant(name: str, recipe, num_videos: int) -> dict:
     """Train and evaluate one variant; returns {"variant", "st", "seconds", "metrics", "last_losses"}."""
-    from llava_st.demo import demo_st, evaluate_checkpoint, train_recipe
+    from llava_st.demo import evaluate_checkpoint
+    from llava_st.recipes.synthetic_stg import demo_st, train_recipe
 
     st = demo_st(**VARIANTS[name])
     ckpt = CACHE / name / "checkpoint"
@@ -77,7 +78,7 @@ def table(rows) -> str:
 
 
 def main(argv=None) -> int:
-    from llava_st.demo import Recipe
+    from llava_st.recipes.synthetic_stg import Recipe
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (the budget)")

@@ -1,4 +1,5 @@
-"""`llava-st demo`: its outputs, rerun reuse, the recipe's stages, and the committed demo checkpoint."""
+"""`llava-st demo`: its outputs, rerun reuse, the recipe's stages (recipes.synthetic_stg), and the committed demo
+checkpoint."""
 
 import json
 import math
@@ -10,6 +11,7 @@ import torch
 
 from llava_st import demo
 from llava_st.hosts.hf import load_st, save_st
+from llava_st.recipes import synthetic_stg as stg
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +20,7 @@ def tiny_demo_checkpoint(cache_dir, qwen_tokenizer) -> Path:
     from llava_st.testing.hf import build_tiny_st
 
     out = cache_dir / "demo-tiny-st"
-    build_tiny_st(qwen_tokenizer, demo.demo_st(), out_dir=str(out))
+    build_tiny_st(qwen_tokenizer, stg.demo_st(), out_dir=str(out))
     return out
 
 
@@ -72,24 +74,24 @@ def test_demo_without_a_checkpoint_says_how_to_make_one(tmp_path, capsys):
 def test_recipe_trains_both_stages_and_saves_a_loadable_checkpoint(tmp_path):
     from llava_st.api import load_grounder
 
-    stages = (demo.Stage("box", 2, "cosine", 1, 0), demo.Stage("enter", 1, "constant", 0, 1),
-              demo.Stage("task+box", 2, "constant", 0, 2, 5e-4))
-    recipe = demo.Recipe(train_videos=8, stages=stages, batch_size=2, image_size=32, patch_size=8, vision_hidden=32, text_hidden=64)
-    info = demo.train_recipe(str(tmp_path / "ckpt"), recipe, data_dir=tmp_path / "data")
+    stages = (stg.Stage("box", 2, "cosine", 1, 0), stg.Stage("enter", 1, "constant", 0, 1),
+              stg.Stage("task+box", 2, "constant", 0, 2, 5e-4))
+    recipe = stg.Recipe(train_videos=8, stages=stages, batch_size=2, image_size=32, patch_size=8, vision_hidden=32, text_hidden=64)
+    info = stg.train_recipe(str(tmp_path / "ckpt"), recipe, data_dir=tmp_path / "data")
     stages = [row["stage"] for row in info["log_history"] if "loss_text" in row]
     assert stages == ["box", "box", "enter", "task+box", "task+box"]
     rates = [row["learning_rate"] for row in info["log_history"] if row.get("stage") == "task+box" and "learning_rate" in row]
     assert rates and all(r == 5e-4 for r in rates)  # a stage's own learning rate, constant
     enter = json.loads((tmp_path / "data" / "enter.json").read_text())
-    assert all(len(r["boxes"]) == round((r["span"][1] - r["span"][0]) * demo.VIDEOS.fps) + 1 for r in enter)
+    assert all(len(r["boxes"]) == round((r["span"][1] - r["span"][0]) * stg.VIDEOS.fps) + 1 for r in enter)
     with pytest.raises(ValueError, match="unknown stage data"):
-        demo.train_recipe(str(tmp_path / "bad"), demo.Recipe(train_videos=2, stages=(demo.Stage("boxes", 1),)), data_dir=tmp_path / "data")
-    assert info["st"]["decoder_projections"] and info["st"]["num_queries"] == demo.FRAMES
+        stg.train_recipe(str(tmp_path / "bad"), stg.Recipe(train_videos=2, stages=(stg.Stage("boxes", 1),)), data_dir=tmp_path / "data")
+    assert info["st"]["decoder_projections"] and info["st"]["num_queries"] == stg.FRAMES
     box = json.loads((tmp_path / "data" / "box.json").read_text())
-    last = (demo.VIDEOS.num_frames - 1) / demo.VIDEOS.fps
+    last = (stg.VIDEOS.num_frames - 1) / stg.VIDEOS.fps
     assert all(r["span"] == [0.0, last] for r in box)  # the box stage: the target in every frame
-    assert all(len(r["boxes"]) == demo.VIDEOS.num_frames for r in box)
-    grounder = load_grounder(str(tmp_path / "ckpt"), frames=demo.FRAMES)
+    assert all(len(r["boxes"]) == stg.VIDEOS.num_frames for r in box)
+    grounder = load_grounder(str(tmp_path / "ckpt"), frames=stg.FRAMES)
     tube = grounder.ground(str(tmp_path / "data" / box[0]["video"]), [box[0]["caption"]])[0]
     assert tube["query"] == box[0]["caption"]
 
@@ -102,7 +104,7 @@ def test_identity_blocks_make_every_tower_and_llm_block_an_identity_at_first(qwe
     from llava_st.testing.hf import build_tiny_st
 
     model, _ = build_tiny_st(qwen_tokenizer, seed=0)
-    demo.init_identity_blocks(model)
+    stg.init_identity_blocks(model)
     llm = model.language_model.model
     x = torch.randn(1, 5, model.config.text_config.hidden_size)
     position_ids = torch.arange(5)[None]
@@ -120,8 +122,8 @@ def test_identity_blocks_make_every_tower_and_llm_block_an_identity_at_first(qwe
 
 def test_loss_plot_is_written(tmp_path):
     rows = [{"step": s, "loss_text": 2.0 / s, "loss_l1": 0.5 / s, "loss_giou": 1.0 / s} for s in (1, 2, 3)]
-    assert demo.space_term(rows[0]) == pytest.approx(3 * 0.5 + 1.0)
-    png = demo.plot_losses(rows, tmp_path / "loss.png")
+    assert stg.space_term(rows[0]) == pytest.approx(3 * 0.5 + 1.0)
+    png = stg.plot_losses(rows, tmp_path / "loss.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -138,8 +140,8 @@ def test_committed_checkpoint_is_small_and_grounds_held_out_videos(tmp_path):
     assert sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file()) <= 20 * 2**20
     recipe = json.loads((SHIPPED / "recipe.json").read_text())
     assert "m_vIoU" in json.dumps(recipe["heldout"])
-    records = write_split(tmp_path, 2, demo.HELD_OUT_SEED, demo.VIDEOS, "heldout", progress=False)
-    grounder = load_grounder(str(SHIPPED), frames=demo.FRAMES)
+    records = write_split(tmp_path, 2, stg.HELD_OUT_SEED, stg.VIDEOS, "heldout", progress=False)
+    grounder = load_grounder(str(SHIPPED), frames=stg.FRAMES)
     for record in records:
         (tube,) = grounder.ground(str(tmp_path / record["video"]), [record["caption"]])
         assert tube["status"] == "ok", tube["raw_text"]

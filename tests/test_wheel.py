@@ -68,15 +68,15 @@ def test_console_script_and_subcommand_help(installed, tmp_path):
 
 
 def test_grounding_and_demo_from_the_installed_package(installed, tmp_path):
-    from llava_st import demo
     from llava_st.data.synthetic import write_split
+    from llava_st.recipes import synthetic_stg as stg
 
     bin_dir, site = installed
     checkpoint = site / "llava_st" / "checkpoints" / "llava-st-demo"
-    (record,) = write_split(tmp_path / "clips", 1, demo.HELD_OUT_SEED, demo.VIDEOS, "heldout", progress=False)
+    (record,) = write_split(tmp_path / "clips", 1, stg.HELD_OUT_SEED, stg.VIDEOS, "heldout", progress=False)
     out = tmp_path / "tubes.json"
     proc = run([bin_dir / "llava-st", "ground", "--model", checkpoint, "--video", tmp_path / "clips" / record["video"],
-                "--query", record["caption"], "--frames", str(demo.FRAMES), "--out", out], cwd=tmp_path)
+                "--query", record["caption"], "--frames", str(stg.FRAMES), "--out", out], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (tube,) = json.loads(out.read_text())
     assert tube["status"] == "ok" and tube["query"] == record["caption"], tube

@@ -1,4 +1,4 @@
-"""The synthetic STG benchmark (DESIGN.md §5): short videos of moving shapes with exact tubes.
+"""The synthetic STG benchmark: short videos of moving shapes with exact tubes.
 
 Each STVG sample is a video of coloured shapes (square, circle, triangle; small or large) that move left,
 right, up, down or stay still over a noisy grey background. The target appears at a known frame and
@@ -267,7 +267,7 @@ def write_split(out_dir, num: int, seed: int, config: SyntheticConfig, split: st
     `out_dir`. A split already written with the same arguments is read back instead of regenerated."""
     from tqdm import tqdm
 
-    from ..testing.tiny import write_video
+    from .video import write_video
 
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")

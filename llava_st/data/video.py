@@ -1,4 +1,5 @@
-"""Frame sampling and video reading: the one function training, inference and eval share.
+"""Frame sampling, video reading and mp4 writing: the one implementation training, inference, eval, the
+synthetic benchmark and the tube drawer share.
 
 `sample_frames` follows upstream LLaVA-Video (llava/utils.py::process_video_with_decord @ df17966):
 take every round(fps / video_fps)-th frame; if that gives more than `frames_upbound` frames, or
@@ -8,6 +9,7 @@ video_fps = 1).
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -66,3 +68,20 @@ def read_video(path: str, frames_upbound: int = 64, video_fps: float = 1.0, forc
     except Exception as exc:  # decord raises its own DECORDError and RuntimeError alike
         raise VideoReadError(f"cannot decode video {path}: {exc}") from exc
     return frames, sample
+
+
+def write_video(path, frames: np.ndarray, fps: float, bgr: bool = False) -> Path:
+    """Write uint8 frames [T, H, W, 3] (RGB, or BGR with `bgr`) to an mp4 (MPEG-4 part 2, readable by
+    decord, PyAV and opencv) at `fps` frames per second, creating its folder. Returns the path."""
+    import cv2
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height, width = frames.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"opencv cannot write {path}")
+    for frame in frames:
+        writer.write(np.ascontiguousarray(frame if bgr else frame[..., ::-1]))
+    writer.release()
+    return path

@@ -25,8 +25,8 @@ from lmms_eval.api.model import lmms
 from lmms_eval.models.registry_v2 import ModelManifest
 from tqdm import tqdm
 
+from ..data.video import write_video
 from .drivers import ground_for_task
-from .viz import write_mp4
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class _as_video:
         frames_rgb = np.stack([_rgb(x) for x in v])
         self.tmp = tempfile.NamedTemporaryFile(suffix=".mp4", delete=False)
         self.tmp.close()
-        return str(write_mp4(self.tmp.name, frames_rgb[..., ::-1], FRAMES_FPS))
+        return str(write_video(self.tmp.name, frames_rgb, FRAMES_FPS))
 
     def __exit__(self, *exc):
         if self.tmp is not None:

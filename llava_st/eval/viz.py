@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..core.boxes import paired_box_iou
+from ..data.video import write_video
 from .metrics import boxes_on_grid
 
 log = logging.getLogger(__name__)
@@ -45,22 +46,6 @@ def _read_all_frames(path: str):
     if not frames:
         raise ValueError(f"video {path} has no readable frames")
     return np.stack(frames), float(fps)
-
-
-def write_mp4(path, frames_bgr: np.ndarray, fps: float) -> Path:
-    """Write uint8 BGR frames [T, H, W, 3] to an mp4 (MPEG-4 part 2) at `fps`. Returns the path."""
-    import cv2
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    H, W = frames_bgr.shape[1:3]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (W, H))
-    if not writer.isOpened():
-        raise RuntimeError(f"opencv cannot write {path}")
-    for frame in frames_bgr:
-        writer.write(np.ascontiguousarray(frame))
-    writer.release()
-    return path
 
 
 def tube_boxes(tube: Optional[dict], times: np.ndarray) -> np.ndarray:
@@ -115,7 +100,7 @@ def draw_tubes_video(video_path, tubes: Sequence[dict], out_path, record: Option
         for n, boxes in enumerate(preds):
             _draw(frame, boxes[k], PRED_BGR, f"q{n}")
         cv2.putText(frame, f"{times[k]:.2f}s", (2, H - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
-    return write_mp4(out_path, drawn, fps)
+    return write_video(out_path, drawn, fps, bgr=True)
 
 
 def draw_image(image_path, tubes: Sequence[dict], out_path, record: Optional[dict] = None) -> Path:
