@@ -120,6 +120,7 @@ MUTATIONS = [
     ("stvg vtg", _set(["duration"], 0), "duration", "positive"),
     ("stvg vtg", _set(["duration"], float("nan")), "duration", "positive"),
     ("stvg", _del("fps"), "fps", "missing"),
+    ("stvg", _set(["fps"], 1e6), "duration", "more than 10,000,000"),
     ("stvg", _set(["fps"], -30), "fps", "positive"),
     ("stvg rec", _del("width"), "width", "missing"),
     ("stvg rec", _set(["height"], "360"), "height", "positive"),

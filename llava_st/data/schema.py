@@ -45,6 +45,8 @@ IMAGE_TOKEN = "<image>"
 # Tolerances: times may sit half a millisecond outside, boxes half a pixel outside (rounding in sources).
 TIME_TOL = 5e-4
 PIXEL_TOL = 0.5
+# duration x fps beyond this is no real video (~92 hours at 30 fps), and would make scoring allocate without bound.
+MAX_VIDEO_FRAMES = 10_000_000
 
 
 def _is_number(x) -> bool:
@@ -188,7 +190,9 @@ def _check_grounding(record, task, p) -> None:
     if task in ("stvg", "vtg"):
         duration = _positive(record, "duration", p)
     if task == "stvg":
-        _positive(record, "fps", p)
+        fps = _positive(record, "fps", p)
+        if fps is not None and duration is not None and duration * fps > MAX_VIDEO_FRAMES:
+            p.add("duration", f"{duration} s at {fps} fps is {duration * fps:.3g} frames, more than {MAX_VIDEO_FRAMES:,}")
     span = None
     if task == "rec":
         if "span" in record:
