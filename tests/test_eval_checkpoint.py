@@ -82,3 +82,13 @@ def test_eval_stvg_with_a_tiny_llava_next_checkpoint(qwen_tokenizer, tiny_siglip
     rows = _rows(out)
     assert [r["tube"]["query"] for r in rows] == [r["caption"] for r in records]
     assert json.loads((out / "metrics.json").read_text())["counts"]["samples"] == 2
+
+
+def test_eval_frames_out_of_range_is_one_error_line_before_predicting(tiny_st_checkpoint, data, tmp_path, capsys):
+    root, _, _ = data
+    for frames in ("0", "-1", "9", "100000"):
+        args = ["eval", "stvg", "--checkpoint", str(tiny_st_checkpoint), "--data", str(root / "test.json"), "--data-root", str(root)]
+        assert main(args + ["--out", str(tmp_path / "o"), "--frames", frames]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("llava-st eval: error: frames must be from 1 to 8"), err
+    assert not (tmp_path / "o").exists()

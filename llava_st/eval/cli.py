@@ -86,9 +86,12 @@ def _run(args) -> int:
     else:
         if not args.checkpoint:
             raise SystemExit("--checkpoint is required (or --merge-only)")
+        from ..api import check_frames_for, checkpoint_config, load_grounder
+
+        if args.frames is not None:  # before any process group, model or video
+            check_frames_for(checkpoint_config(args.checkpoint), args.frames)
         rank, world_size = dist_info(args.rank, args.world_size)
         started = _init_distributed(world_size)
-        from ..api import load_grounder
 
         device = args.device or _default_device()
         options = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
