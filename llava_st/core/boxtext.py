@@ -6,7 +6,7 @@ Boxes are normalised xyxy in [0, 1] with two decimals; times are seconds.
 """
 
 import re
-from typing import Dict, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 from .timespan import format_span, parse_span
 
@@ -32,3 +32,22 @@ def parse_boxes_text(text: str) -> Tuple[object, Dict[float, list]]:
         if len(values) == 4:
             boxes[float(m.group(1))] = [min(max(v, 0.0), 1.0) for v in values]
     return span, boxes
+
+
+def answer_token_budget(count_tokens: Callable[[str], int], frame_times: Sequence[float], boxes_as_text: bool,
+                        fixed_answer: Optional[str] = None, margin: int = 8) -> int:
+    """The answer length limit (max_new_tokens) that no answer of the trained format can exceed, for a
+    clip sampled at `frame_times` (seconds; [0.0] for an image).
+
+    The longest trained answer is built with the training formatters: the span with the latest sampled
+    time at both ends (format_span), and with `boxes_as_text` one box per sampled frame, every
+    coordinate written with its four characters (format_boxes_text). `fixed_answer`: the answer text of
+    a model with a decoder when it is not a span (REC). `count_tokens(text)` is the tokenizer's length
+    of a text; `margin` tokens are added for the end of the answer.
+    """
+    if fixed_answer is not None and not boxes_as_text:
+        return count_tokens(fixed_answer) + margin
+    times = [float(t) for t in frame_times] or [0.0]
+    last = max(times)
+    frames = [(t, [0.99, 0.99, 0.99, 0.99]) for t in times] if boxes_as_text else []
+    return count_tokens(format_boxes_text(last, last, frames)) + margin

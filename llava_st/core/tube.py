@@ -1,4 +1,4 @@
-"""Tube assembly (paper §3.1.5) and export, following DESIGN.md's tube contract.
+"""Tube assembly (paper §3.1.5) and export: the tube contract.
 
 A tube is a dict:
     {"query", "span": [t_s, t_e] (seconds) or None, "frames": [{"t": sec, "box_xyxy": [x0, y0, x1, y1]

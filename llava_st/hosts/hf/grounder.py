@@ -12,10 +12,11 @@ from typing import List, Optional, Sequence
 import torch
 from transformers import DynamicCache
 
+from ...core.boxtext import answer_token_budget
 from ...core.config import check_frames
 from ...core.layout import description_token_positions
 from ...core.tube import assemble_tube, text_tube
-from ...data.templates import instruction
+from ...data.templates import REC_ANSWER, instruction
 from ...data.video import read_video
 from .data import load_image
 from .prompt import image_prefix, question_suffix, video_prefix
@@ -40,10 +41,11 @@ class HFGrounder:
     """Grounder over a transformers-host model (LlavaSTOnevisionForConditionalGeneration) and its processor.
 
     frames: frames sampled per video by default (data.video.read_video's frames_upbound, force_sample as
-    in training); max_new_tokens: answer length limit (tokens).
+    in training); max_new_tokens: answer length limit (tokens) for grounding; None derives it from the
+    answer format and the clip (core.boxtext.answer_token_budget), so no trained answer can be cut.
     """
 
-    def __init__(self, model, processor, frames: Optional[int] = None, max_new_tokens: int = 32, force_sample: bool = True):
+    def __init__(self, model, processor, frames: Optional[int] = None, max_new_tokens: Optional[int] = None, force_sample: bool = True):
         self.model = model.eval()
         self.processor = processor
         self.frames = min(model.st.num_queries, 64) if frames is None else check_frames(frames, model.st.num_queries, model.st.query_mode)
@@ -84,7 +86,7 @@ class HFGrounder:
                  "fps": sample.fps}
         prefix = video_prefix(sample.num_frames, sample.duration, sample.times)
         visual = {"pixel_values_videos": self.processor.video_pixels(pixels)[None]}
-        return sample.times.tolist(), video, self._predict(prefix, visual, descriptions, task)
+        return sample.times.tolist(), video, self._predict(prefix, visual, descriptions, task, self.answer_budget(sample.times))
 
     @torch.no_grad()
     def predict_image(self, image_path: str, descriptions: Sequence[str]):
@@ -98,7 +100,7 @@ class HFGrounder:
         video = {"path": str(image_path), "width": int(image.shape[1]), "height": int(image.shape[0]), "duration": 0.0, "fps": 0.0}
         prefix = image_prefix(image.shape[0], image.shape[1])
         visual = {"pixel_values": pv[None], "image_sizes": size[None]}
-        return video, self._predict(prefix, visual, descriptions, "rec")
+        return video, self._predict(prefix, visual, descriptions, "rec", self.answer_budget([0.0], image=True))
 
     @torch.no_grad()
     def answer(self, video_path: str, question: str, max_new_tokens: int = 64, frames: Optional[int] = None) -> str:
@@ -119,8 +121,19 @@ class HFGrounder:
     def _tensor(self, ids) -> torch.Tensor:
         return torch.tensor([ids], dtype=torch.long, device=self.device)
 
-    def _predict(self, prefix, visual, descriptions, task) -> List[tuple]:
-        """Run the prefix once, then each description on top of its cache -> [(text, boxes or None)]."""
+    def answer_budget(self, frame_times: Sequence[float], image: bool = False) -> int:
+        """max_new_tokens of a grounding answer on a clip sampled at `frame_times` (seconds): the
+        constructor's, or the longest answer of the trained format (span; span + one box per frame
+        without a decoder; REC_ANSWER for an image with a decoder)."""
+        if self.max_new_tokens is not None:
+            return self.max_new_tokens
+        tok = self.processor.tokenizer
+        as_text = self.model.st_decoder is None
+        return answer_token_budget(lambda text: len(tok(text).input_ids), frame_times, as_text, REC_ANSWER if image else None)
+
+    def _predict(self, prefix, visual, descriptions, task, max_new_tokens: int) -> List[tuple]:
+        """Run the prefix once, then each description on top of its cache -> [(text, boxes or None)],
+        each answer at most `max_new_tokens` tokens."""
         model = self.model
         prefix_ids = self.processor.encode(prefix)
         visual = {k: (v.to(self.device, model.dtype) if v.is_floating_point() else v.to(self.device)) for k, v in visual.items()}
@@ -132,7 +145,7 @@ class HFGrounder:
             suffix_ids = self.processor.encode(question_suffix(instruction(task, desc)))
             out = model(input_ids=self._tensor(suffix_ids), past_key_values=cache, use_cache=True, output_hidden_states=True)
             hidden = torch.cat([prefix_hidden, out.hidden_states[-1]], dim=1)  # [1, Lp + Ls, D]
-            raw = self._generate(out, self.max_new_tokens)
+            raw = self._generate(out, max_new_tokens)
             cache.crop(len(prefix_ids))
             answers.append((raw, self._boxes(prefix_ids + suffix_ids, hidden, desc, len(prefix_ids))))
         return answers

@@ -11,11 +11,12 @@ import torch
 from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.mm_utils import process_images, tokenizer_image_token
 
+from ...core.boxtext import answer_token_budget
 from ...core.config import check_frames
 from ...core.layout import description_token_positions
 from ...core.timespan import time_instruction
 from ...core.tube import assemble_tube, text_tube
-from ...data.templates import instruction
+from ...data.templates import REC_ANSWER, instruction
 from ...data.video import read_video
 from .generation import Suffix, generate_grounded
 from .loader import load_st_model
@@ -38,7 +39,8 @@ class LlavaNextGrounder:
     """Grounding and QA with a LlavaSTQwenForCausalLM.
 
     frames: default number of sampled frames per video (upstream's frames_upbound; at most the number
-    of queries). max_new_tokens: default answer length (else 32 for grounding, 64 for QA). Boxes in the
+    of queries). max_new_tokens: default answer length (else, for grounding, the longest answer of the
+    trained format on the clip: core.boxtext.answer_token_budget; 64 for QA). Boxes in the
     returned tubes are pixels of the original video/image plus normalised xyxy.
     """
 
@@ -66,8 +68,7 @@ class LlavaNextGrounder:
         suffixes = [self._suffix(instruction(task, d), d) for d in descriptions]
         pixels, sample, video = self._video(video_path, frames)
         prefix = prefix_text(time_instruction(sample.duration, sample.times))
-        # Without a decoder (boxes as text) the answer carries a box per frame: ~20 tokens each.
-        limit = max_new_tokens or self.max_new_tokens or (32 if self.model.space_decoder is not None else 32 + 20 * sample.num_frames)
+        limit = max_new_tokens or self.answer_budget(sample.times)
         answers = self._generate(prefix, [pixels], ["video"], [video["size"]], suffixes, limit)
         times = sample.times.tolist()
         return [self._tube(d, text, times, boxes, video["info"]) for d, (text, boxes) in zip(descriptions, answers)]
@@ -81,7 +82,7 @@ class LlavaNextGrounder:
         info = {"path": str(image_path), "width": picture.width, "height": picture.height, "duration": 0.0, "fps": 0.0}
         suffixes = [self._suffix(instruction("rec", d), d) for d in descriptions]
         answers = self._generate(prefix_text(None), [pixels], ["image"], [picture.size], suffixes,
-                                 max_new_tokens or self.max_new_tokens or 32)
+                                 max_new_tokens or self.answer_budget([0.0], image=True))
         return [self._tube(d, text, [0.0], boxes, info, span=(0.0, 0.0)) for d, (text, boxes) in zip(descriptions, answers)]
 
     def answer(self, video_path: str, question: str, max_new_tokens: Optional[int] = None, frames: Optional[int] = None) -> str:
@@ -90,6 +91,16 @@ class LlavaNextGrounder:
         prefix = prefix_text(time_instruction(sample.duration, sample.times))
         suffix = Suffix(torch.tensor(self.tokenizer(suffix_text(question)).input_ids), [])
         return self._generate(prefix, [pixels], ["video"], [video["size"]], [suffix], max_new_tokens or self.max_new_tokens or 64)[0][0]
+
+    def answer_budget(self, frame_times: Sequence[float], image: bool = False) -> int:
+        """max_new_tokens of a grounding answer on a clip sampled at `frame_times` (seconds): the
+        constructor's, or the longest answer of the trained format (span; span + one box per frame
+        without a decoder; REC_ANSWER for an image with a decoder)."""
+        if self.max_new_tokens is not None:
+            return self.max_new_tokens
+        as_text = self.model.space_decoder is None
+        tok = self.tokenizer
+        return answer_token_budget(lambda text: len(tok(text).input_ids), frame_times, as_text, REC_ANSWER if image else None)
 
     def _tube(self, description, text, frame_times, boxes, info, span=None) -> dict:
         """The tube of one answer; a model without decoder (boxes-as-text ablation) gives its boxes in the
