@@ -119,3 +119,46 @@ def test_media_paths_outside_the_data_root_are_refused(qwen_tokenizer, media, tm
     # In a dataset, the escaping record is skipped for a good one.
     mixed = STDataset([{**stvg, "id": "out", "video": "link.mp4"}, stvg], jail, proc, frames=4)
     assert mixed[0][GROUNDING_BOX_MASK].tolist() == [False, True, True, False]
+
+
+def test_bad_records_are_dropped_at_load_counted_by_kind_and_replaced_at_random(qwen_tokenizer, media, tmp_path):
+    """Issue 15: both hosts drop and count bad records by reason; nothing raises out of __getitem__; a
+    sample that fails when read is replaced by a random (seeded) other one, not its neighbour."""
+    root, stvg, rec = media
+    _, proc = build_tiny_st(qwen_tokenizer, STConfig(num_queries=8))
+    no_boxes = {k: v for k, v in stvg.items() if k != "boxes"}
+    records = [
+        "not a record",
+        {**stvg, "id": "string-turn", "task": "qa", "conversations": ["<image>\nhello", "hi"]},
+        {**stvg, "id": "int-value", "task": "qa", "conversations": [{"from": "human", "value": 5}, {"from": "gpt", "value": "x"}]},
+        {**stvg, "id": "reversed", "span": [2.9, 1.0]},
+        {**no_boxes, "id": "no-boxes"},
+        {**stvg, "id": "dotdot", "video": "../box.mp4"},
+        {**stvg, "id": "missing", "video": "missing.mp4"},
+        *[{**stvg, "id": f"good-{n}"} for n in range(6)],
+    ]
+    dataset = STDataset(records, root, proc, frames=4, seed=3)
+    assert dataset.bad.counts == {"invalid record": 5, "path outside data root": 1}
+    reasons = {e["id"]: e["reason"] for e in dataset.bad.entries}
+    assert "field=span" in reasons["reversed"] and "field=boxes" in reasons["no-boxes"] and "field=record" in reasons["0"]
+    assert "conversations[0]" in reasons["string-turn"] and "conversations[0].value" in reasons["int-value"]
+    assert len(dataset) == 7 and dataset.records[0]["id"] == "missing"
+
+    def replacements(seed):
+        ds = STDataset(records, root, proc, frames=4, seed=seed)
+        used = []
+        item = ds.item
+        ds.item = lambda record, rng=None: used.append(record["id"]) or item(record, rng)
+        ds[0]
+        assert ds.bad.counts["missing file"] == 1
+        return used
+
+    picks = [replacements(seed) for seed in range(8)]
+    assert all(p[0] == "missing" and p[1].startswith("good-") for p in picks)
+    assert replacements(3) == picks[3]  # seeded
+    assert len({p[1] for p in picks}) > 1  # random, not always the next record
+    log = tmp_path / "bad.jsonl"
+    dataset.bad.attach(str(log))
+    from llava_st.data.bad_samples import summarize
+
+    assert summarize(str(log)) == dataset.bad.counts

@@ -141,3 +141,19 @@ def test_logits_at_labels_only_gives_the_base_loss_and_gradients(qwen_tokenizer,
     assert sparse_grads.keys() == full_grads.keys()
     for name, grad in full_grads.items():
         torch.testing.assert_close(sparse_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_train_hf_writes_the_bad_samples_summary(qwen_tokenizer, moving_box_video, tmp_path):
+    """The same bad_samples_summary.json as the LLaVA-NeXT host: records dropped at load and samples
+    replaced when read, counted by kind."""
+    import json
+
+    path, boxes = moving_box_video
+    model, processor = build_tiny_st(qwen_tokenizer, STConfig(num_queries=8), seed=0)
+    good = stvg_record(path, boxes)
+    records = [good, dict(good, id="reversed", span=[2.9, 1.0]), dict(good, id="gone", video="missing.mp4")]
+    train_hf(model, records, os.path.dirname(path), tmp_path / "out", processor=processor, frames=FRAMES, max_steps=3, disable_tqdm=True)
+    summary = json.loads((tmp_path / "out" / "bad_samples_summary.json").read_text())
+    assert summary == {"total": 2, "by_kind": {"invalid record": 1, "missing file": 1}}
+    entries = [json.loads(line) for line in (tmp_path / "out" / "bad_samples.jsonl").read_text().splitlines()]
+    assert {e["id"] for e in entries} == {"reversed", "gone"}

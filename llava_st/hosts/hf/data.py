@@ -16,10 +16,12 @@ from torch.utils.data import Dataset
 from ...core.batch import GROUNDING_BOX_MASK, GROUNDING_BOXES, GROUNDING_TEXT_INDEX, GROUNDING_TEXT_MASK
 from ...core.layout import description_token_positions
 from ...core.timespan import format_span
+from ...data.bad_samples import CORRUPT, INVALID, MISSING, NOT_IN_PROMPT, PATH_OUTSIDE, BadSampleLog
 from ...data.paths import MediaPathError, resolve_media
+from ...data.schema import validate_record
 from ...data.targets import FrameTargets, boxes_answer, frame_targets, image_targets
 from ...data.templates import REC_ANSWER, instruction
-from ...data.video import read_video
+from ...data.video import VideoReadError, read_video
 from .processor import pad_ids
 from .prompt import answer_segment, image_prefix, question_suffix, video_prefix
 
@@ -30,7 +32,12 @@ GROUNDING_TASKS = ("stvg", "vtg", "rec")
 
 
 class RecordError(ValueError):
-    """A record that cannot be turned into a training item; the message names its id and field."""
+    """A record that cannot be turned into a training item; the message names its id and field, `kind` is
+    the count category (data.bad_samples)."""
+
+    def __init__(self, message: str, kind: str = INVALID):
+        super().__init__(message)
+        self.kind = kind
 
 
 def load_image(path: str) -> np.ndarray:
@@ -49,31 +56,60 @@ class STDataset(Dataset):
     else from data.templates; STVG/VTG answers are format_span of the span snapped to the sampled frames,
     REC's is REC_ANSWER; with the processor's query_mode "none" the answer carries the boxes as text.
     Other tasks use their conversations as they are. Media paths follow the one data-root rule
-    (data.paths.resolve_media: no `..`, absolute path or link out of `data_root`). A bad record is logged
-    with its id and field and replaced by the next good one, so a run loses nothing else.
+    (data.paths.resolve_media: no `..`, absolute path or link out of `data_root`).
+
+    Every record is validated at load (data.schema.validate_record with the data root; the gpt turn of a
+    grounding record is not needed, the answer is computed): a bad one (not an object, a reversed span, a
+    grounding record without boxes, a path out of the root, ...) is dropped, logged once with its id and
+    field and counted by kind in `self.bad` (data.bad_samples, as the LLaVA-NeXT host). A sample that
+    fails when read (a missing or corrupt file, the description not found in the prompt) is logged and
+    counted once and replaced by a random other sample (seeded), so a run loses nothing else.
     """
 
     def __init__(self, records: Sequence[dict], data_root, processor, frames: int = 16, force_sample: bool = True, seed: int = 0):
-        self.records = list(records)
         self.root = str(data_root)
         self.processor = processor
         self.frames = frames
         self.force_sample = force_sample
         self.seed = seed
+        self.bad = BadSampleLog()
+        self.records = []
+        for index, record in enumerate(records):
+            problems = record_problems(record, self.root)
+            if problems:
+                rid = record.get("id", index) if isinstance(record, dict) else index
+                kind = PATH_OUTSIDE if any("escapes the data root" in p or "relative to the data root" in p for p in problems) else INVALID
+                self.bad.add(rid, kind, "; ".join(problems))
+            else:
+                self.records.append(record)
         if not self.records:
-            raise ValueError("no training records")
+            raise ValueError(f"no usable training record: {dict(self.bad.counts) or 'none given'}")
+        self._bad_index = set()
+        self._rng = random.Random(seed)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, i: int) -> dict:
-        for k in range(len(self.records)):
-            record = self.records[(i + k) % len(self.records)]
+        while True:
+            record = self.records[i]
             try:
                 return self.item(record, random.Random(self.seed * 1_000_003 + i))
-            except RecordError as exc:
-                logger.error("skipping a record: %s", exc)
-        raise RuntimeError("no record of the dataset could be used (see the errors above)")
+            except Exception as exc:  # RecordError names id and field; anything else is still this sample's
+                self._bad_index.add(i)
+                rid = record.get("id", i)
+                kind, message = (exc.kind, str(exc)) if isinstance(exc, RecordError) else ("failed to load", f"record {rid}: {exc!r}")
+                self.bad.add(rid, kind, message)
+                if len(self._bad_index) >= len(self.records):
+                    raise RuntimeError(f"no record of the dataset could be used: {dict(self.bad.counts)}") from exc
+                i = self._replacement()
+
+    def _replacement(self) -> int:
+        """A random sample not known to be bad (seeded), never simply the next one."""
+        while True:
+            j = self._rng.randrange(len(self.records))
+            if j not in self._bad_index:
+                return j
 
     def item(self, record: dict, rng: Optional[random.Random] = None) -> dict:
         """One model input from one record (see the class docstring); raises RecordError."""
@@ -87,7 +123,8 @@ class STDataset(Dataset):
             except RecordError:
                 raise
             except Exception as exc:
-                raise RecordError(f"record {rid}: field 'video': {exc}") from exc
+                missing = isinstance(exc, FileNotFoundError) or (isinstance(exc, VideoReadError) and "not found" in str(exc))
+                raise RecordError(f"record {rid}: field 'video': {exc}", MISSING if missing else CORRUPT) from exc
             prefix = video_prefix(sample.num_frames, sample.duration, sample.times)
             item = {"pixel_values_videos": self.processor.video_pixels(frames)}
             times = sample.times
@@ -97,7 +134,8 @@ class STDataset(Dataset):
             except RecordError:
                 raise
             except Exception as exc:
-                raise RecordError(f"record {rid}: field 'image': cannot read {record['image']}: {exc}") from exc
+                kind = MISSING if isinstance(exc, FileNotFoundError) else CORRUPT
+                raise RecordError(f"record {rid}: field 'image': cannot read {record['image']}: {exc}", kind) from exc
             prefix = image_prefix(image.shape[0], image.shape[1])
             item = dict(zip(("pixel_values", "image_sizes"), self.processor.image_pixels(image)))
             times = [0.0]
@@ -124,7 +162,7 @@ class STDataset(Dataset):
                 item[GROUNDING_BOXES], item[GROUNDING_BOX_MASK] = targets.boxes_cxcywh, targets.mask
             positions = description_token_positions(ids, self.processor.tokenizer, record["caption"], start=text_start)
             if not positions:
-                raise RecordError(f"record {rid}: field 'caption': its text does not occur in the question")
+                raise RecordError(f"record {rid}: field 'caption': its text does not occur in the question", NOT_IN_PROMPT)
             item[GROUNDING_TEXT_INDEX] = positions
         return item
 
@@ -133,7 +171,7 @@ class STDataset(Dataset):
         try:
             return resolve_media(self.root, record[key], rid, key)
         except MediaPathError as exc:
-            raise RecordError(f"record {rid}: field {key!r}: {exc.reason}") from exc
+            raise RecordError(f"record {rid}: field {key!r}: {exc.reason}", PATH_OUTSIDE) from exc
 
     def _targets(self, record, rid, task, times) -> FrameTargets:
         try:
@@ -147,7 +185,8 @@ class STDataset(Dataset):
 
     def _turns(self, record, rid, task, times, targets, rng) -> List[tuple]:
         """[(question, answer)] of the record; grounding answers are computed here (class docstring)."""
-        convs = record.get("conversations") or []
+        convs = record.get("conversations") if isinstance(record.get("conversations"), list) else []
+        convs = [c for c in convs if isinstance(c, dict) and isinstance(c.get("value", ""), str)]
         humans = [c.get("value", "") for c in convs if c.get("from") == "human"]
         gpts = [c.get("value", "") for c in convs if c.get("from") == "gpt"]
         if humans:
@@ -166,6 +205,15 @@ class STDataset(Dataset):
         else:
             answer = boxes_answer(targets.span, targets, times) if as_text else format_span(*targets.span)
         return [(question, answer)]
+
+
+def record_problems(record, data_root=None) -> List[str]:
+    """Why a record cannot train on this host (data.schema.validate_record, naming id and field; for a
+    grounding record the answer turn is computed, so its conversations are not checked), [] when it can."""
+    if not isinstance(record, dict):
+        return [f"id=? field=record: a record must be a JSON object, got {type(record).__name__}"]
+    grounding = record.get("task") in GROUNDING_TASKS
+    return validate_record(record, data_root, conversations=not grounding)
 
 
 class STCollator:

@@ -15,6 +15,7 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from ...core.config import STConfig
+from ...data.bad_samples import BAD_SAMPLES_FILE, write_summary
 from .build import convert_base, is_st_checkpoint, load_st
 from .data import STCollator, STDataset
 from .modeling import LlavaSTOnevisionForConditionalGeneration
@@ -117,6 +118,8 @@ def train_hf(
     if freeze_vision:
         model.vision_tower.requires_grad_(False)
     dataset = STDataset(records, data_root, processor, frames=frames, force_sample=force_sample, seed=seed)
+    if output_dir is not None:  # the LLaVA-NeXT host's files: bad_samples.jsonl, then bad_samples_summary.json
+        dataset.bad.attach(os.path.join(str(output_dir), BAD_SAMPLES_FILE))
     collator = STCollator(processor.tokenizer.pad_token_id)
     with tempfile.TemporaryDirectory(prefix="llava-st-train-") as scratch:  # Trainer's output_dir when none is given
         args = TrainingArguments(
@@ -141,6 +144,9 @@ def train_hf(
         finally:
             model.logits_at_labels_only = False
     if output_dir is not None:
+        summary = write_summary(str(output_dir))
+        if summary["total"]:
+            logger.warning("bad samples dropped or replaced: %d %s (details: %s)", summary["total"], summary["by_kind"], BAD_SAMPLES_FILE)
         trainer.save_model(str(output_dir))
         processor.save_pretrained(str(output_dir))
         logger.info("saved the ST checkpoint to %s", output_dir)

@@ -25,11 +25,9 @@ on `i + 1`). `GroundingCollator` pads the per-item targets into the batch keys o
 """
 
 import copy
-import json
 import logging
 import os
 import random
-from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
@@ -40,6 +38,7 @@ from llava.train.train import DataCollatorForSupervisedDataset, LazySupervisedDa
 from ...core.batch import GROUNDING_BOX_MASK, GROUNDING_BOXES, GROUNDING_TEXT_INDEX, GROUNDING_TEXT_MASK
 from ...core.layout import description_token_positions
 from ...core.timespan import format_frame_times, format_span, snap_span
+from ...data.bad_samples import PATH_OUTSIDE, BadSampleLog, summarize  # noqa: F401  (summarize: re-exported)
 from ...data.paths import MediaPathError, path_problem, resolve_media
 from ...data.schema import validate_record
 from ...data.targets import boxes_answer, frame_targets, image_targets
@@ -48,7 +47,6 @@ from ...data.video import VideoReadError, read_video
 logger = logging.getLogger(__name__)
 
 SPAN_TASKS = ("stvg", "vtg")
-PATH_OUTSIDE = "path outside data root"
 BOX_TASKS = ("stvg", "rec")
 
 # Videos read by GroundingDataset just before upstream's _get_item asks for them (path -> read result).
@@ -126,60 +124,6 @@ def media_path_problems(record, data_args) -> List[str]:
             except MediaPathError as exc:
                 problems.append(str(exc))
     return problems
-
-
-class BadSampleLog:
-    """Bad samples met by this process: each logged once (id, kind, reason) and counted by kind.
-
-    With `path` set, entries are also appended as JSON lines, so `summarize(path)` covers every data
-    loader worker and every rank of a run.
-    """
-
-    def __init__(self, path: Optional[str] = None):
-        self.path = None
-        self.entries: List[dict] = []
-        self._seen = set()
-        if path:
-            self.attach(path)
-
-    def attach(self, path: str) -> None:
-        """Start writing to `path` (JSON lines), including what was logged before."""
-        self.path = path
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        for entry in self.entries:
-            self._write(entry)
-
-    def add(self, sample_id, kind: str, reason: str) -> None:
-        key = (str(sample_id), kind)
-        if key in self._seen:
-            return
-        self._seen.add(key)
-        entry = {"id": str(sample_id), "kind": kind, "reason": reason}
-        self.entries.append(entry)
-        logger.warning("bad sample %s (%s): %s — replaced by another sample", sample_id, kind, reason)
-        if self.path:
-            self._write(entry)
-
-    def _write(self, entry: dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(entry) + "\n")
-
-    @property
-    def counts(self) -> Counter:
-        return Counter(e["kind"] for e in self.entries)
-
-
-def summarize(path: str) -> Counter:
-    """Counts by kind of the distinct bad samples (by id) written to `path`; empty when none."""
-    if not os.path.isfile(path):
-        return Counter()
-    kinds = {}
-    with open(path) as f:
-        for line in f:
-            if line.strip():
-                entry = json.loads(line)
-                kinds.setdefault(entry["id"], entry["kind"])
-    return Counter(kinds.values())
 
 
 class GroundingDataset(LazySupervisedDataset):
