@@ -85,6 +85,15 @@ def test_zero3_two_processes_saves_what_reloads(tiny_llava_dir, tmp_path):
     train(tiny_llava_dir, data, out, nproc=2, MASTER_PORT=str(29500 + os.getpid() % 400))
     s = state(out)
     assert s["global_step"] == 3
+    # the logged terms are averaged over both ranks like `loss`, so `loss` is their weighted sum
+    rows = [h for h in s["log_history"] if "loss" in h]
+    for h in rows:
+        assert h["loss"] == pytest.approx(h["loss_lm"] + 3 * h["loss_l1"] + h["loss_giou"], rel=1e-2, abs=2e-3), h
+    # the same --seed gives the same losses at every step: the new weights are initialised from it
+    again = tmp_path / "llava-qwen-st-zero3-again"
+    train(tiny_llava_dir, data, again, nproc=2, MASTER_PORT=str(29100 + os.getpid() % 400), SAVE_STEPS="10")
+    terms = ("loss", "loss_lm", "loss_l1", "loss_giou")
+    assert [[h[k] for k in terms] for h in state(again)["log_history"] if "loss" in h] == [[h[k] for k in terms] for h in rows]
     assert (out / "checkpoint-2" / "global_step2").is_dir()  # DeepSpeed's own checkpoint
     first, last = weights(out / "checkpoint-2"), weights(out)
     assert not torch.equal(first["space_decoder.head.layers.0.weight"], last["space_decoder.head.layers.0.weight"])

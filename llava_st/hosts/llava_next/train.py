@@ -53,6 +53,8 @@ BAD_SAMPLES_SUMMARY = "bad_samples_summary.json"
 NUMPY_RNG_TYPES = [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 # An mm_tunable_parts entry of llava_st: train the space decoder even when the language model is frozen.
 ST_DECODER_PART = "st_decoder"
+# The unweighted loss terms of LlavaSTCausalLMOutput, logged beside `loss`.
+LOSS_TERMS = ("loss_lm", "loss_l1", "loss_giou")
 
 
 def _st_argument_fields():
@@ -82,8 +84,8 @@ def decoder_parameters(model) -> List[torch.nn.Parameter]:
 class LlavaSTTrainer(LLaVATrainer):
     """Upstream's LLaVATrainer with its two blocking bugs repaired, the query tokens added, the space
     decoder trainable (with `mm_language_model` or `st_decoder` in mm_tunable_parts) and optionally on
-    its own learning rate, each loss term logged (this rank's mean since the last log), and a bad-sample
-    summary at the end."""
+    its own learning rate, each loss term logged (the mean since the last log over steps and ranks, as
+    `loss`), and a bad-sample summary at the end."""
 
     # Upstream bug 1 (df17966): LLaVATrainer._inner_training_loop uses names it never imports
     # (NameError: DebugOption); transformers' own loop is what it was copied from.
@@ -149,7 +151,15 @@ class LlavaSTTrainer(LLaVATrainer):
 
     def log(self, logs, *args, **kwargs):
         if "loss" in logs and self._term_calls:
-            logs.update({k: round(v / self._term_calls, 4) for k, v in self._terms.items()})
+            # Averaged over the ranks like `loss` (transformers gathers tr_loss and takes the mean), so
+            # that `loss` is the λ-weighted sum of the logged terms under data parallelism too. log()
+            # runs on every rank; a term a rank never saw counts 0 there, as in its `loss`.
+            names = LOSS_TERMS
+            values = [self._terms.get(k, 0.0) / self._term_calls for k in names] + [float(k in self._terms) for k in names]
+            local = torch.tensor(values, device=self.args.device, dtype=torch.float64)
+            gathered = self._nested_gather(local).view(-1, 2 * len(names))
+            means, seen = gathered[:, : len(names)].mean(0).tolist(), gathered[:, len(names) :].amax(0).tolist()
+            logs.update({k: round(v, 4) for k, v, s in zip(names, means, seen) if s})
             self._terms.clear()
             self._term_calls = 0
         return super().log(logs, *args, **kwargs)
@@ -224,6 +234,9 @@ def _get_model(original):
     def get_model(model_args, training_args, bnb_model_from_pretrained_args):
         if model_args.model_class_name != MODEL_CLASS_NAME:
             return original(model_args, training_args, bnb_model_from_pretrained_args)
+        # The new weights (space decoder, query rows) are initialised while the model loads, before
+        # the Trainer seeds anything: seed them from --seed so that two runs start alike.
+        transformers.set_seed(training_args.seed)
         upstream.AutoConfig = _STConfigReader(STConfig.from_object(model_args))
         try:
             return original(model_args, training_args, bnb_model_from_pretrained_args)
