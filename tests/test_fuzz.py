@@ -1,10 +1,12 @@
-"""Fuzz tests (hypothesis, fixed seed) over the validator, the eval loader and its resume.
+"""Fuzz tests (hypothesis, fixed seed) over the validator, the eval loader and its resume, and the
+transformers-host training dataset.
 
-Each property runs on generated records, lines of arbitrary bytes, JSON list files and prediction files
-(1,000 examples in all per run, derandomized, so CI sees the same cases every time) and asserts that no
-exception escapes, that every input record is accounted for (kept, or rejected naming its file and line or
-its id and field), and that no file outside the data root is ever opened: the data root holds symbolic links
-to a directory beside it, and an audit hook records every file Python opens while a property runs.
+The properties run on generated records, lines of arbitrary bytes, JSON list files, prediction files and
+training record lists (1,100 examples in all per run, derandomized, so CI sees the same cases every time)
+and assert that no exception escapes, that every input record is accounted for (kept, or rejected naming
+its file and line or its id and field), and that no file outside the data root is ever opened: the data
+root holds symbolic links to a directory beside it, and an audit hook records every file Python opens
+while a property runs. The last test checks that the generated cases reached every kind of input.
 """
 
 import json
@@ -345,12 +347,60 @@ def test_eval_load_predict_resume_account_for_every_record(jail, data, benchmark
         assert again.paths == []
 
 
+# ------------------------------------------------------------------------- transformers training data
+
+
+@pytest.fixture(scope="module")
+def hf_data(jail, moving_box_video, qwen_tokenizer):
+    """(root, outside, processor): the jail with a real video at v/box.mp4 and a tiny ST processor."""
+    import shutil
+
+    from llava_st.core.config import STConfig
+    from llava_st.testing.hf import build_tiny_st
+
+    root, outside = jail
+    shutil.copy(moving_box_video[0], root / "v" / "box.mp4")
+    _, processor = build_tiny_st(qwen_tokenizer, STConfig(num_queries=8))
+    return root, outside, processor
+
+
+@fuzz(100)
+@given(items=st.lists(records() | VALUES, min_size=1, max_size=5), data=st.data())
+def test_hf_training_dataset_drops_or_trains_every_record(hf_data, items, data):
+    from llava_st.hosts.hf.data import STDataset
+
+    root, outside, processor = hf_data
+    good = {**_base("stvg"), "id": "good", "video": "v/box.mp4", "width": 96, "height": 64, "duration": 4.0, "fps": 10.0,
+            "span": [1.0, 2.9], "boxes": [{"t": 1.0, "xyxy": [10, 10, 40, 40]}],
+            "conversations": [{"from": "human", "value": "<image>\nWhen and where is the red box?"}, {"from": "gpt", "value": "-"}]}
+    records = items + ([good] if data.draw(st.booleans()) else [])
+    with Watch():
+        try:
+            dataset = STDataset(records, root, processor, frames=4, seed=0)
+        except ValueError as exc:  # nothing usable at all: one message with the counts
+            assert "no usable training record" in str(exc)
+            SEEN["hf datasets refused"] += 1
+            return
+        assert len(dataset) + len(dataset.bad.entries) == len(records)  # every record kept or dropped by id
+        for i in {0, len(dataset) - 1}:
+            try:
+                item = dataset[i]
+                assert "input_ids" in item
+                SEEN["hf items"] += 1
+            except RuntimeError as exc:  # every kept sample failed when read
+                assert "could be used" in str(exc)
+    assert not Watch.outside(outside)
+    SEEN["hf examples"] += 1
+    SEEN["hf dropped"] += len(dataset.bad.entries)
+
+
 def test_the_fuzz_reached_every_kind_of_input():
     """The properties above ran >= 500 examples and met what they are about (skipped when run alone)."""
     if not SEEN:
         pytest.skip("run with the properties above")
     print("fuzz cases:", dict(SEEN))
-    assert SEEN["validator examples"] + SEEN["eval examples"] >= 500
+    assert SEEN["validator examples"] + SEEN["eval examples"] + SEEN["hf examples"] >= 500
     for kind in ("records accepted", "records rejected", "field video", "field span", "field id", "field boxes", "lines not records",
-                 "eval ok", "eval bad record", "eval error", "eval path escapes", "eval prediction rows ignored"):
+                 "eval ok", "eval bad record", "eval error", "eval path escapes", "eval prediction rows ignored", "hf items", "hf dropped"):
         assert SEEN[kind] > 0, (kind, dict(SEEN))
+

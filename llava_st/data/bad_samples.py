@@ -44,12 +44,16 @@ class BadSampleLog:
         for entry in self.entries:
             self._write(entry)
 
-    def add(self, sample_id, kind: str, reason: str) -> None:
-        key = (str(sample_id), kind)
+    def add(self, sample_id, kind: str, reason: str, index: Optional[int] = None) -> None:
+        """Log and count a bad sample once: per (id, kind), or per (id, index) when the dataset gives the
+        record's position (two records sharing an id, or having none, are then counted apart)."""
+        key = (str(sample_id), kind) if index is None else (str(sample_id), index)
         if key in self._seen:
             return
         self._seen.add(key)
         entry = {"id": str(sample_id), "kind": kind, "reason": reason}
+        if index is not None:
+            entry["index"] = index
         self.entries.append(entry)
         logger.warning("bad sample %s (%s): %s — replaced by another sample", sample_id, kind, reason)
         if self.path:
@@ -65,7 +69,8 @@ class BadSampleLog:
 
 
 def summarize(path: str) -> Counter:
-    """Counts by kind of the distinct bad samples (by id) written to `path`; empty when none."""
+    """Counts by kind of the distinct bad samples (by id, and by record position where logged) written to
+    `path`; empty when none."""
     if not os.path.isfile(path):
         return Counter()
     kinds = {}
@@ -73,7 +78,7 @@ def summarize(path: str) -> Counter:
         for line in f:
             if line.strip():
                 entry = json.loads(line)
-                kinds.setdefault(entry["id"], entry["kind"])
+                kinds.setdefault((entry["id"], entry.get("index")), entry["kind"])
     return Counter(kinds.values())
 
 

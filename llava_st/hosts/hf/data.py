@@ -73,15 +73,16 @@ class STDataset(Dataset):
         self.force_sample = force_sample
         self.seed = seed
         self.bad = BadSampleLog()
-        self.records = []
+        self.records, self._positions = [], []  # kept records and their positions in `records`
         for index, record in enumerate(records):
             problems = record_problems(record, self.root)
             if problems:
                 rid = record.get("id", index) if isinstance(record, dict) else index
                 kind = PATH_OUTSIDE if any("escapes the data root" in p or "relative to the data root" in p for p in problems) else INVALID
-                self.bad.add(rid, kind, "; ".join(problems))
+                self.bad.add(rid, kind, "; ".join(problems), index=index)
             else:
                 self.records.append(record)
+                self._positions.append(index)
         if not self.records:
             raise ValueError(f"no usable training record: {dict(self.bad.counts) or 'none given'}")
         self._bad_index = set()
@@ -99,7 +100,7 @@ class STDataset(Dataset):
                 self._bad_index.add(i)
                 rid = record.get("id", i)
                 kind, message = (exc.kind, str(exc)) if isinstance(exc, RecordError) else ("failed to load", f"record {rid}: {exc!r}")
-                self.bad.add(rid, kind, message)
+                self.bad.add(rid, kind, message, index=self._positions[i])
                 if len(self._bad_index) >= len(self.records):
                     raise RuntimeError(f"no record of the dataset could be used: {dict(self.bad.counts)}") from exc
                 i = self._replacement()
