@@ -1,6 +1,6 @@
 """The Uni-STG record contract and its validator.
 
-A record is one JSON object (DESIGN.md §3):
+A record is one JSON object:
     id            str or int, unique in a file
     task          "stvg" | "vtg" | "rec" | "qa" | "caption" | "conversation"
     video | image path relative to the data root (exactly one of them; grounding: video for stvg/vtg,

@@ -2,7 +2,7 @@
 
 `GroundingDataset` subclasses upstream's `LazySupervisedDataset` (llava/train/train.py @ df17966) and
 leaves its text and image pipeline alone: QA / caption / conversation records go through exactly as
-upstream handles them. For Uni-STG grounding records (DESIGN.md §3 "Uni-STG record") it adds, per item,
+upstream handles them. For Uni-STG grounding records (the contract in `llava_st.data.schema`) it adds, per item,
 `item["grounding"] = {"boxes": [F, 4] normalised cxcywh, "mask": [F] bool, "text": [T] token positions}`:
 
 - STVG: videos are read with the one shared sampler (`llava_st.data.video.read_video`, which upstream's
