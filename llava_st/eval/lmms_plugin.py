@@ -9,7 +9,7 @@ General video questions go through `Grounder.answer`, which lays the video out a
 frame's visual tokens followed by its spatio-temporal query, then the time instruction and the question).
 Grounding tasks (eval/lmms_tasks) set `llava_st_task: stvg|vtg|rec` in their generation_kwargs: the
 request's context is then the description, and the response is the predicted tube as JSON, which the
-task's process_results scores with llava_st.eval.metrics. setup.py declares the entry point
+task's process_results scores with llava_st.eval.metrics. pyproject.toml declares the entry point
 `llava_st = llava_st.eval.lmms_plugin:MANIFEST` (no fork, no edit of lmms-eval).
 """
 
