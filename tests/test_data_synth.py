@@ -217,7 +217,7 @@ def test_analyzer_over_http(tmp_path, replay_server):
                 )
                 + "\n"
             )
-    analyzer = Analyzer(OpenAIChat(replay_server.url, "qwen2.5-72b-instruct", api_key="k", timeout=10))
+    analyzer = Analyzer(OpenAIChat(replay_server.url, "qwen2.5-72b-instruct", api_key="k", timeout=10, retries=0))
     report = run_stage(analyzer, src, out, name="analyze", progress=False)
     kept = list(read_jsonl(out))
     assert [(r["id"], r["target"], r["objects"]) for r in kept] == [
@@ -231,9 +231,10 @@ def test_analyzer_over_http(tmp_path, replay_server):
 
 
 def test_analyzer_unreachable_endpoint_drops_record():
-    analyzer = Analyzer(OpenAIChat("http://127.0.0.1:9/v1", "m", timeout=2))
-    with pytest.raises(Dropped, match="analyzer request failed"):
+    analyzer = Analyzer(OpenAIChat("http://127.0.0.1:9/v1", "m", timeout=2, retries=2, sleep=lambda s: None))
+    with pytest.raises(Dropped, match="analyzer request failed") as e:
         analyzer({"id": "x", "caption": "a man"})
+    assert e.value.detail.startswith("connection error") and e.value.detail.endswith("after 3 attempt(s)")
 
 
 def test_analyzer_local_transformers_model(tiny_qwen2_dir):
@@ -263,3 +264,117 @@ def test_writer_append_drops_a_cut_last_line(tmp_path, tail):
     with JsonlWriter(only_cut, append=True) as w:
         w.write({"id": "y"})
     assert [r["id"] for r in read_jsonl(only_cut)] == ["y"]
+
+
+# ---------------------------------------------------------------- served Analyzer: concurrency, retries
+def _captions(path, n):
+    with open(path, "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"id": f"c{i}", "task": "vtg", "video": "v.mp4", "caption": f"thing {i}", "span": [0, 5]}) + "\n")
+
+
+def _key(i):
+    return f'Caption: "thing {i}"'
+
+
+def _subject(body):
+    caption = body["messages"][-1]["content"].split('"')[1]
+    return json.dumps({"subject": f"the {caption}", "objects": []}) if not caption.endswith("7") else "no idea"
+
+
+FAULTS = {
+    _key(1): [(429, "0.01"), 500],  # kept on the 3rd attempt
+    _key(2): ["timeout"],  # the client's timeout, then kept
+    _key(3): ["disconnect", 502],  # kept on the 3rd attempt
+    _key(4): [500] * 9,  # fails every attempt: dropped after retries + 1
+    _key(5): [400],  # not retried: dropped after 1 attempt
+    _key(6): ["timeout"] * 9,
+}
+
+
+def _served_run(tmp_path, tag, concurrency, n=20):
+    from llava_st.testing.openai_server import LoopbackChatServer
+
+    src, out = tmp_path / "in.jsonl", tmp_path / f"{tag}.jsonl"
+    _captions(src, n)
+    with LoopbackChatServer(_subject, latency=0.05, faults=FAULTS, hang=2.0, max_requests=100) as server:
+        chat = OpenAIChat(server.url, "m", timeout=0.4, retries=3, backoff=0.01)
+        report = run_stage(Analyzer(chat, concurrency=concurrency), src, out, name="analyze", progress=False)
+    return server, report, out
+
+
+def test_served_analyzer_in_flight_retries_and_order(tmp_path):
+    server, report, out = _served_run(tmp_path, "c8", concurrency=8)
+    assert server.max_in_flight >= 4 and server.overflow == 0
+    assert server.attempts == {**{_key(i): 1 for i in range(20)}, _key(1): 3, _key(2): 2, _key(3): 3, _key(4): 4, _key(6): 4}
+    assert len(server.requests) == 20 + 2 + 1 + 2 + 3 + 3  # bounded: every retry accounted for
+    kept = list(read_jsonl(out))
+    assert [r["id"] for r in kept] == [f"c{i}" for i in range(20) if i not in (4, 5, 6, 7, 17)]  # input order
+    assert kept[1]["target"] == "the thing 1"
+    rows = list(read_jsonl(dropped_path(out)))
+    assert [(r["id"], r["reason"], r.get("detail")) for r in rows] == [
+        ("c4", "analyzer request failed", "HTTP 500 after 4 attempt(s)"),
+        ("c5", "analyzer request failed", "HTTP 400 Bad Request"),
+        ("c6", "analyzer request failed", "timeout after 4 attempt(s)"),
+        ("c7", "malformed analyzer answer", None),
+        ("c17", "malformed analyzer answer", None),
+    ]
+    assert report.kept == 15 and report.dropped == {"analyzer request failed": 3, "malformed analyzer answer": 2}
+    # One request at a time writes the same bytes.
+    _, _, serial = _served_run(tmp_path, "c1", concurrency=1)
+    assert serial.read_bytes() == out.read_bytes()
+    assert dropped_path(serial).read_bytes() == dropped_path(out).read_bytes()
+
+
+def test_served_analyzer_resumes_after_a_crash(tmp_path):
+    from llava_st.testing.openai_server import LoopbackChatServer
+
+    src, out, whole = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "whole.jsonl"
+    _captions(src, 30)
+
+    class Dies(Analyzer):
+        def __call__(self, record):
+            if record["id"] == "c12":
+                raise RuntimeError("the job is killed")
+            return super().__call__(record)
+
+    with LoopbackChatServer(_subject, latency=0.02, max_requests=200) as server:
+        chat = OpenAIChat(server.url, "m", timeout=5, retries=0)
+        with pytest.raises(RuntimeError, match="killed"):
+            run_stage(Dies(chat, concurrency=6), src, out, progress=False)
+        first = len(server.requests)
+        partial = [r["id"] for r in read_jsonl(out)]
+        rejected = [r["id"] for r in read_jsonl(dropped_path(out))]
+        assert partial == [f"c{i}" for i in range(30) if i % 10 != 7][: len(partial)]  # a prefix, in order
+        assert len(partial) <= 11 and rejected in ([], ["c7"])
+        report = run_stage(Analyzer(chat, concurrency=6), src, out, progress=False)
+        assert report.resumed == len(partial) + len(rejected)
+        assert len(server.requests) - first <= 30 - report.resumed + 12  # in-flight ones of the crash redone at most
+        run_stage(Analyzer(chat, concurrency=1), src, whole, progress=False)
+    assert out.read_bytes() == whole.read_bytes()
+    assert dropped_path(out).read_bytes() == dropped_path(whole).read_bytes()
+    again = run_stage(Analyzer(chat, concurrency=6), src, out, progress=False)  # server gone: nothing is asked
+    assert again.resumed == 30 and again.kept == 27  # c7, c17, c27 malformed
+
+
+def test_retry_waits_honour_retry_after_and_back_off():
+    from datetime import datetime, timedelta, timezone
+    from email.utils import format_datetime
+
+    from llava_st.data.synth.analyzer import RequestFailed, retry_after_seconds
+    from llava_st.testing.openai_server import LoopbackChatServer
+
+    assert retry_after_seconds("3") == 3.0 and retry_after_seconds(None) is None and retry_after_seconds("soon") is None
+    later = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    assert 25 < retry_after_seconds(later) <= 30
+    waits = []
+    faults = {"a": [(429, "0.25"), (503, "999"), 500, 500], "b": [500] * 3}
+    with LoopbackChatServer(faults=faults, max_requests=20) as server:
+        chat = OpenAIChat(server.url, "m", timeout=5, retries=4, backoff=0.1, max_retry_after=0.5, sleep=waits.append)
+        assert chat([{"role": "user", "content": "a"}]) == "a"
+        assert waits[:2] == [0.25, 0.5]  # Retry-After, capped at max_retry_after
+        assert 0.2 <= waits[2] <= 0.4 and 0.4 <= waits[3] <= 0.8  # backoff * 2**attempt (from 0), 50-100 % jitter
+        waits.clear()
+        with pytest.raises(RequestFailed, match="HTTP 500 after 3 attempt"):
+            OpenAIChat(server.url, "m", retries=2, backoff=0.1, sleep=waits.append)([{"role": "user", "content": "b"}])
+        assert len(waits) == 2 and server.attempts == {"a": 5, "b": 3}

@@ -126,7 +126,9 @@ def _analyzer(args):
         return Analyzer(LocalChat(args.local_model, device=args.device))
     if not (args.endpoint and args.model):
         raise SystemExit("the analyzer needs --endpoint URL and --model NAME, or --local-model PATH")
-    return Analyzer(OpenAIChat(args.endpoint, args.model, api_key=os.environ.get(args.api_key_env)))
+    chat = OpenAIChat(args.endpoint, args.model, api_key=os.environ.get(args.api_key_env), timeout=args.timeout,
+                      retries=args.retries, backoff=args.backoff)
+    return Analyzer(chat, concurrency=args.concurrency)
 
 
 def _annotator(args):
@@ -220,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", help="analyzer: base URL of an OpenAI-compatible API (…/v1)")
     p.add_argument("--model", help="analyzer: model name at the endpoint")
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="analyzer: environment variable holding the API key")
+    p.add_argument("--concurrency", type=int, default=1, help="analyzer: requests in flight at the endpoint")
+    p.add_argument("--retries", type=int, default=5,
+                   help="analyzer: retries of a request answered 429/5xx, timed out or cut (exponential backoff)")
+    p.add_argument("--backoff", type=float, default=1.0, help="analyzer: first retry wait in seconds (doubles each time)")
+    p.add_argument("--timeout", type=float, default=120.0, help="analyzer: seconds one request may take")
     p.add_argument("--local-model", help="analyzer: a local transformers causal LM instead of an endpoint")
     p.add_argument("--detector", help="annotator: local GroundingDINO checkpoint directory")
     p.add_argument("--data-root", default=".", help="annotator: directory video paths are relative to")

@@ -6,15 +6,25 @@ Qwen2.5-72B as in the paper) or a local transformers causal LM (`LocalChat`). It
 around the object, single quotes are tolerated) and returns None for anything else. The record gains
 `objects` (subject first, then the other objects) and `target` (the phrase the Annotator grounds:
 the subject when there is one).
+
+Served (vLLM, SGLang, an API): `Analyzer(OpenAIChat(url, model), concurrency=16)` keeps 16 requests in
+flight (the stage runner's thread pool; output in input order); each request is retried with exponential
+backoff on HTTP 429/5xx, timeouts and connection errors, and a record whose last attempt fails is dropped
+as "analyzer request failed" with the error in the dropped row, never stopping the run.
 """
 
 import ast
+import datetime
+import email.utils
+import http.client
 import json
 import logging
+import random
 import re
+import time
 import urllib.error
 import urllib.request
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from .stage import Dropped
 
@@ -29,24 +39,91 @@ SYSTEM_PROMPT = (
 USER_PROMPT = 'Caption: "{caption}"'
 
 
+class RequestFailed(Exception):
+    """An Analyzer request that failed for good (after the last retry, or an error not worth retrying)."""
+
+
+def retry_after_seconds(value: Optional[str]) -> Optional[float]:
+    """Seconds from a Retry-After header (delay seconds or an HTTP date), None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max((when - datetime.datetime.now(datetime.timezone.utc)).total_seconds(), 0.0)
+
+
 class OpenAIChat:
-    """Chat completions over HTTP (`POST {base_url}/chat/completions`, OpenAI's request/response JSON)."""
+    """Chat completions over HTTP (`POST {base_url}/chat/completions`, OpenAI's request/response JSON).
+
+    Thread-safe (one connection per request), so a stage can keep several requests in flight. HTTP 429
+    and 5xx answers, timeouts and connection errors are retried up to `retries` times, waiting
+    `backoff` * 2**attempt seconds (at most `max_backoff`, with 50-100 % jitter so that parallel requests
+    spread out), or what the server's Retry-After header asks for (at most `max_retry_after`). Other
+    HTTP errors (400, 401, 404, ...) and a 200 answer that is not chat-completions JSON fail at once.
+    After the last attempt `RequestFailed` says what went wrong and how many attempts were made.
+    """
 
     def __init__(
-        self, base_url: str, model: str, api_key: Optional[str] = None, timeout: float = 60.0, temperature: float = 0.0
+        self,
+        base_url: str,
+        model: str,
+        api_key: Optional[str] = None,
+        timeout: float = 60.0,
+        temperature: float = 0.0,
+        retries: int = 5,
+        backoff: float = 1.0,
+        max_backoff: float = 30.0,
+        max_retry_after: float = 120.0,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.api_key, self.timeout, self.temperature = model, api_key, timeout, temperature
+        self.retries, self.backoff, self.max_backoff, self.max_retry_after = retries, backoff, max_backoff, max_retry_after
+        self.sleep = sleep
 
-    def __call__(self, messages: List[dict]) -> str:
-        body = json.dumps({"model": self.model, "messages": messages, "temperature": self.temperature}).encode()
+    def _post(self, body: bytes) -> str:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            payload = json.loads(response.read().decode("utf-8"))
-        return payload["choices"][0]["message"]["content"]
+            data = response.read()
+        try:
+            return json.loads(data.decode("utf-8"))["choices"][0]["message"]["content"]
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, IndexError, TypeError) as e:
+            raise RequestFailed(f"malformed chat-completions response ({type(e).__name__}: {str(e)[:80]})") from e
+
+    def __call__(self, messages: List[dict]) -> str:
+        body = json.dumps({"model": self.model, "messages": messages, "temperature": self.temperature}).encode()
+        for attempt in range(self.retries + 1):
+            wait = None
+            try:
+                return self._post(body)
+            except urllib.error.HTTPError as e:
+                error = f"HTTP {e.code}"
+                if e.code != 429 and e.code < 500:
+                    raise RequestFailed(f"{error} {e.reason}".strip()) from e
+                wait = retry_after_seconds(e.headers.get("Retry-After") if e.headers else None)
+                if wait is not None:
+                    wait = min(wait, self.max_retry_after)
+            except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError, OSError) as e:
+                reason = getattr(e, "reason", e)
+                error = "timeout" if isinstance(reason, TimeoutError) else f"connection error ({type(reason).__name__}: {reason})"
+            if attempt == self.retries:
+                raise RequestFailed(f"{error} after {attempt + 1} attempt(s)")
+            if wait is None:
+                wait = min(self.backoff * 2**attempt, self.max_backoff) * random.uniform(0.5, 1.0)
+            logger.debug("%s (attempt %d): retrying in %.2f s", error, attempt + 1, wait)
+            self.sleep(wait)
+        raise AssertionError("unreachable")
 
 
 class LocalChat:
@@ -132,12 +209,13 @@ def parse_objects(answer) -> Optional[List[str]]:
 class Analyzer:
     """Stage: record with `caption` -> record with `objects` and `target`.
 
-    Drops: "analyzer request failed" (HTTP/connection error), "malformed analyzer answer",
-    "no localisable object".
+    Drops: "analyzer request failed" (HTTP/connection error after the chat's retries; the dropped row's
+    `detail` says which), "malformed analyzer answer", "no localisable object". `concurrency`: records
+    analysed at once by the stage runner (requests in flight; for a served LLM, not for `LocalChat`).
     """
 
-    def __init__(self, chat):
-        self.chat = chat
+    def __init__(self, chat, concurrency: int = 1):
+        self.chat, self.concurrency = chat, max(int(concurrency), 1)
 
     def __call__(self, record: dict) -> dict:
         messages = [
@@ -146,9 +224,9 @@ class Analyzer:
         ]
         try:
             answer = self.chat(messages)
-        except (urllib.error.URLError, OSError, KeyError, IndexError, TypeError, ValueError) as e:
+        except (RequestFailed, urllib.error.URLError, OSError, KeyError, IndexError, TypeError, ValueError) as e:
             logger.warning("id=%s: analyzer request failed: %s", record.get("id"), e)
-            raise Dropped("analyzer request failed") from e
+            raise Dropped("analyzer request failed", detail=str(e)[:300]) from e
         objects = parse_objects(answer)
         if objects is None:
             logger.warning("id=%s: malformed analyzer answer %r", record.get("id"), str(answer)[:120])
