@@ -6,6 +6,8 @@ are absolute pixels of the original frame. torchvision.ops does the conversions 
 adds only what it lacks: normalisation, clamping and temporal IoU.
 """
 
+from dataclasses import dataclass
+
 import torch
 from torchvision.ops import box_convert, box_iou
 
@@ -16,6 +18,7 @@ __all__ = [
     "xyxy_to_cxcywh",
     "normalize_xyxy",
     "denormalize_xyxy",
+    "ImageFrame",
     "paired_box_iou",
     "temporal_iou",
 ]
@@ -43,6 +46,52 @@ def denormalize_xyxy(boxes_norm: torch.Tensor, width: float, height: float) -> t
     """[..., 4] normalised xyxy -> [..., 4] pixel xyxy of a width x height frame."""
     scale = boxes_norm.new_tensor([width, height, width, height])
     return boxes_norm.clamp(0.0, 1.0) * scale
+
+
+@dataclass(frozen=True)
+class ImageFrame:
+    """Where an image of `width` x `height` pixels lies in the frame the model sees, in the image's own
+    pixels: the frame is `frame_width` x `frame_height` with the image's top-left corner at (`offset_x`,
+    `offset_y`). Boxes of the model (and its training targets) are normalised to that frame.
+
+    `for_aspect_ratio` follows upstream's `image_aspect_ratio` (llava/mm_utils.py::process_images @
+    df17966): "pad" pastes the image centred on a square of side max(W, H) (expand2square, offsets
+    floor((side - W) / 2) and floor((side - H) / 2)); "anyres*" (its base view is the whole image
+    resized, its tiles are unpadded back to the image) and a plain resize stretch the whole image over
+    the frame: frame = image, offsets 0.
+    """
+
+    width: float
+    height: float
+    frame_width: float
+    frame_height: float
+    offset_x: float = 0.0
+    offset_y: float = 0.0
+
+    @classmethod
+    def for_aspect_ratio(cls, width: int, height: int, image_aspect_ratio: str = "anyres") -> "ImageFrame":
+        if image_aspect_ratio == "pad" and width != height:
+            side = max(width, height)
+            return cls(width, height, side, side, (side - width) // 2, (side - height) // 2)
+        return cls(width, height, width, height)
+
+    def _scale_offset(self, like: torch.Tensor):
+        scale = like.new_tensor([self.frame_width, self.frame_height, self.frame_width, self.frame_height])
+        offset = like.new_tensor([self.offset_x, self.offset_y, self.offset_x, self.offset_y])
+        return scale, offset
+
+    def normalize(self, boxes_xyxy: torch.Tensor) -> torch.Tensor:
+        """[..., 4] pixel xyxy of the image -> [..., 4] xyxy in [0, 1] of the model's frame."""
+        scale, offset = self._scale_offset(boxes_xyxy)
+        return ((boxes_xyxy + offset) / scale).clamp(0.0, 1.0)
+
+    def to_pixels(self, boxes_norm: torch.Tensor) -> torch.Tensor:
+        """[..., 4] normalised xyxy of the model's frame -> [..., 4] pixel xyxy of the image, clamped to
+        the image (a box on the padding ends at the image's edge)."""
+        scale, offset = self._scale_offset(boxes_norm)
+        pixels = boxes_norm.clamp(0.0, 1.0) * scale - offset
+        bound = boxes_norm.new_tensor([self.width, self.height, self.width, self.height])
+        return torch.minimum(pixels.clamp(min=0.0), bound)
 
 
 def paired_box_iou(boxes1_xyxy: torch.Tensor, boxes2_xyxy: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:

@@ -15,7 +15,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import torch
 
-from .boxes import cxcywh_to_xyxy, denormalize_xyxy, xyxy_to_cxcywh
+from .boxes import ImageFrame, cxcywh_to_xyxy, denormalize_xyxy, normalize_xyxy, xyxy_to_cxcywh
 from .boxtext import parse_boxes_text
 from .timespan import parse_span, span_frame_mask
 
@@ -27,13 +27,16 @@ def assemble_tube(
     boxes_cxcywh: Optional[torch.Tensor],
     video: dict,
     span: Optional[Sequence[float]] = None,
+    frame: Optional[ImageFrame] = None,
 ) -> dict:
     """Build a tube from the generated answer and the decoder's boxes.
 
     frame_times: [F] seconds of the sampled frames. boxes_cxcywh: [F, 4] normalised cxcywh, one per
-    sampled frame (None for a model without a decoder). video: {"path", "width", "height", "duration",
-    "fps"} of the original video (pixels, seconds). span: an already known span in seconds; otherwise it
-    is parsed from `raw_text`.
+    sampled frame (None for a model without a decoder), of the frame the model saw: `frame` says where
+    the original lies in it (an image under upstream's "pad"); default: the whole original. video:
+    {"path", "width", "height", "duration", "fps"} of the original video (pixels, seconds). span: an
+    already known span in seconds; otherwise it is parsed from `raw_text`. `box_norm` in the tube is
+    normalised to the original.
     """
     tube = {"query": query, "span": None, "frames": [], "video": dict(video), "raw_text": raw_text, "status": "ok"}
     if span is None:
@@ -53,7 +56,11 @@ def assemble_tube(
         tube["status"] = f"span [{start:.2f}, {end:.2f}]s contains no sampled frame"
         return tube
     norm = cxcywh_to_xyxy(boxes_cxcywh.detach().float().cpu()).clamp(0.0, 1.0)  # [F, 4]
-    pixels = denormalize_xyxy(norm, video["width"], video["height"])
+    if frame is None:
+        pixels = denormalize_xyxy(norm, video["width"], video["height"])
+    else:
+        pixels = frame.to_pixels(norm)
+        norm = normalize_xyxy(pixels, video["width"], video["height"])
     for i in inside.nonzero()[0].tolist():
         tube["frames"].append(
             {
@@ -65,16 +72,18 @@ def assemble_tube(
     return tube
 
 
-def text_tube(query: str, raw_text: str, frame_times: Sequence[float], video: dict, span=None) -> dict:
+def text_tube(query: str, raw_text: str, frame_times: Sequence[float], video: dict, span=None,
+              frame: Optional[ImageFrame] = None) -> dict:
     """Tube of the boxes-as-text ablation (query_mode "none"): the span and boxes parsed from the answer
-    (core.boxtext), each sampled frame (times in seconds) taking the parsed box nearest in time."""
+    (core.boxtext), each sampled frame (times in seconds) taking the parsed box nearest in time; `frame`
+    as in assemble_tube."""
     _, parsed = parse_boxes_text(raw_text)
     if not parsed:
         return assemble_tube(query, raw_text, frame_times, None, video, span=span)
     times = np.array(sorted(parsed))
     nearest = [float(times[np.abs(times - t).argmin()]) for t in frame_times]
     boxes = xyxy_to_cxcywh(torch.tensor([parsed[t] for t in nearest], dtype=torch.float32))
-    return assemble_tube(query, raw_text, frame_times, boxes, video, span=span)
+    return assemble_tube(query, raw_text, frame_times, boxes, video, span=span, frame=frame)
 
 
 def tubes_to_json(tubes: Iterable[dict]) -> str:

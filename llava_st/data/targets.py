@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..core.boxes import cxcywh_to_xyxy, normalize_xyxy, xyxy_to_cxcywh
+from ..core.boxes import ImageFrame, cxcywh_to_xyxy, normalize_xyxy, xyxy_to_cxcywh
 from ..core.boxtext import format_boxes_text
 from ..core.timespan import snap_span, span_frame_mask
 
@@ -61,13 +61,15 @@ def frame_targets(record: dict, frame_times, max_gap: Optional[float] = None) ->
     return FrameTargets(boxes, mask, snapped)
 
 
-def image_targets(record: dict) -> FrameTargets:
-    """The single target of a REC record (its first box), as F = 1."""
+def image_targets(record: dict, image_aspect_ratio: str = "anyres") -> FrameTargets:
+    """The single target of a REC record (its first box), as F = 1, normalised to the frame the model
+    sees under upstream's `image_aspect_ratio` (core.boxes.ImageFrame: "pad" centres the image on a
+    square; "anyres*" and a plain resize cover the frame with the whole image)."""
     annotated = record.get("boxes") or []
     if not annotated:
         return FrameTargets(torch.zeros(1, 4), torch.zeros(1, dtype=torch.bool), None)
     xyxy = torch.tensor([annotated[0]["xyxy"]], dtype=torch.float32)
-    norm = normalize_xyxy(xyxy, record["width"], record["height"])
+    norm = ImageFrame.for_aspect_ratio(record["width"], record["height"], image_aspect_ratio).normalize(xyxy)
     return FrameTargets(xyxy_to_cxcywh(norm), torch.ones(1, dtype=torch.bool), None)
 
 

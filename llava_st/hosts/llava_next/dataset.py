@@ -194,7 +194,7 @@ class GroundingDataset(LazySupervisedDataset):
         if task == "stvg":
             targets = frame_targets(record, sample.times)
         elif task == "rec":
-            targets = image_targets(record)
+            targets = image_targets(record, self.data_args.image_aspect_ratio)
         if self.boxes_as_text and targets is not None:
             span, times = (targets.span, sample.times) if task == "stvg" else ((0.0, 0.0), [0.0])
             _set_answer(prepared, boxes_answer(span, targets, times))

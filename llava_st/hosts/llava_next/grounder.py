@@ -11,6 +11,7 @@ import torch
 from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.mm_utils import process_images, tokenizer_image_token
 
+from ...core.boxes import ImageFrame
 from ...core.boxtext import answer_token_budget
 from ...core.config import check_frames
 from ...core.layout import description_token_positions
@@ -74,7 +75,8 @@ class LlavaNextGrounder:
         return [self._tube(d, text, times, boxes, video["info"]) for d, (text, boxes) in zip(descriptions, answers)]
 
     def ground_image(self, image_path: str, descriptions: Sequence[str], max_new_tokens: Optional[int] = None) -> List[dict]:
-        """One tube per description with a single frame at t = 0 (span [0, 0])."""
+        """One tube per description with a single frame at t = 0 (span [0, 0]); its box in pixels of the
+        original image under the checkpoint's image_aspect_ratio (core.boxes.ImageFrame)."""
         from PIL import Image
 
         picture = Image.open(image_path).convert("RGB")
@@ -83,7 +85,8 @@ class LlavaNextGrounder:
         suffixes = [self._suffix(instruction("rec", d), d) for d in descriptions]
         answers = self._generate(prefix_text(None), [pixels], ["image"], [picture.size], suffixes,
                                  max_new_tokens or self.answer_budget([0.0], image=True))
-        return [self._tube(d, text, [0.0], boxes, info, span=(0.0, 0.0)) for d, (text, boxes) in zip(descriptions, answers)]
+        frame = ImageFrame.for_aspect_ratio(picture.width, picture.height, getattr(self.model.config, "image_aspect_ratio", "anyres"))
+        return [self._tube(d, text, [0.0], boxes, info, span=(0.0, 0.0), frame=frame) for d, (text, boxes) in zip(descriptions, answers)]
 
     def answer(self, video_path: str, question: str, max_new_tokens: Optional[int] = None, frames: Optional[int] = None) -> str:
         """Plain video QA: the generated answer text."""
@@ -102,12 +105,12 @@ class LlavaNextGrounder:
         tok = self.tokenizer
         return answer_token_budget(lambda text: len(tok(text).input_ids), frame_times, as_text, REC_ANSWER if image else None)
 
-    def _tube(self, description, text, frame_times, boxes, info, span=None) -> dict:
+    def _tube(self, description, text, frame_times, boxes, info, span=None, frame=None) -> dict:
         """The tube of one answer; a model without decoder (boxes-as-text ablation) gives its boxes in the
-        text (core.boxtext)."""
+        text (core.boxtext). `frame`: where an image lies in the frame the model saw."""
         if self.model.space_decoder is None:
-            return text_tube(description, text, frame_times, info, span=span)
-        return assemble_tube(description, text, frame_times, boxes, info, span=span)
+            return text_tube(description, text, frame_times, info, span=span, frame=frame)
+        return assemble_tube(description, text, frame_times, boxes, info, span=span, frame=frame)
 
     def _video(self, video_path, frames):
         count = self.frames if frames is None else self._check(frames)
