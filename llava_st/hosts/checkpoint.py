@@ -137,8 +137,8 @@ def check_loading_info(path, info: dict, ignore: Iterable[str] = ()) -> None:
     """CheckpointError when from_pretrained(..., output_loading_info=True) found weights that do not fit the
     model: missing, unexpected or mismatched keys (other than `ignore`, non-persistent buffers)."""
     ignore = tuple(ignore)
-    missing = [k for k in info.get("missing_keys", []) if not k.endswith(ignore or ("\0",))]
-    unexpected = [k for k in info.get("unexpected_keys", []) if not k.endswith(ignore or ("\0",))]
+    missing = [k for k in info.get("missing_keys", []) if not (ignore and k.endswith(ignore))]
+    unexpected = [k for k in info.get("unexpected_keys", []) if not (ignore and k.endswith(ignore))]
     mismatched = [k for k, *_ in info.get("mismatched_keys", [])]
     if missing or unexpected or mismatched:
         parts = []
