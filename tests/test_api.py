@@ -280,3 +280,28 @@ def test_frames_are_checked_before_any_video_is_read(grounder, tmp_path):
         HFGrounder(grounder.model, grounder.processor, frames=0)
     with pytest.raises(VideoReadError):
         grounder.ground(missing, ["x"], frames=8)  # in range: then the video is looked at
+
+
+def test_sharded_safetensors_are_checked_shard_by_shard(checkpoint, tmp_path):
+    import shutil
+
+    from llava_st.hosts.checkpoint import CheckpointError, check_weights, safetensors_header
+
+    d = shutil.copytree(checkpoint, tmp_path / "sharded")
+    names = list(safetensors_header(d / "model.safetensors"))
+    (d / "model.safetensors").rename(d / "model-00001-of-00001.safetensors")
+    index = {"metadata": {}, "weight_map": {n: "model-00001-of-00001.safetensors" for n in names}}
+    (d / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert sorted(check_weights(d)) == sorted(names)
+    assert isinstance(load_grounder(d), HFGrounder)
+    index["weight_map"][names[0]] = "../outside.safetensors"
+    (d / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match="must be a file name"):
+        check_weights(d)
+    index["weight_map"][names[0]] = "model-00002-of-00002.safetensors"
+    (d / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match="model-00002-of-00002.safetensors: cannot read"):
+        check_weights(d)
+    (d / "model.safetensors.index.json").write_text("[]")
+    with pytest.raises(CheckpointError, match="not a safetensors index"):
+        check_weights(d)
