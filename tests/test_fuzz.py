@@ -1,9 +1,9 @@
-"""Fuzz tests (hypothesis, fixed seed) over the validator, the eval loader and its resume, and the
-transformers-host training dataset.
+"""Fuzz tests (hypothesis, fixed seed) over the validator, the eval loader and its resume, and both
+hosts' training datasets (the LLaVA-NeXT one at load, with upstream installed).
 
 The properties run on generated records, lines of arbitrary bytes, JSON list files, prediction files and
-training record lists (1,100 examples in all per run, derandomized, so CI sees the same cases every time)
-and assert that no exception escapes, that every input record is accounted for (kept, or rejected naming
+training record lists of both hosts (1,160 examples in all per run, derandomized, so CI sees the same
+cases every time) and assert that no exception escapes, that every input record is accounted for (kept, or rejected naming
 its file and line or its id and field), and that no file outside the data root is ever opened: the data
 root holds symbolic links to a directory beside it, and an audit hook records every file Python opens
 while a property runs. The last test checks that the generated cases reached every kind of input.
@@ -394,12 +394,38 @@ def test_hf_training_dataset_drops_or_trains_every_record(hf_data, items, data):
     SEEN["hf dropped"] += len(dataset.bad.entries)
 
 
+
+@pytest.mark.upstream
+@fuzz(60)
+@given(items=st.lists(records() | VALUES, min_size=1, max_size=5))
+def test_llava_next_training_dataset_keeps_or_drops_every_record(jail, qwen_tokenizer, items):
+    """The LLaVA-NeXT host's dataset at load: every record kept or dropped (by id, counted by kind), links
+    out of --video_folder/--image_folder never followed."""
+    from test_train_upstream_data import data_args
+
+    from llava_st.hosts.llava_next.dataset import GroundingDataset
+
+    root, outside = jail
+    good = {**_base("qa"), "id": "good"}
+    records = items + [good]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "train.json"
+        path.write_text(json.dumps(records))
+        with Watch():
+            dataset = GroundingDataset(str(path), qwen_tokenizer, data_args(root))
+        assert not Watch.outside(outside)
+    assert len(dataset) + len(dataset.bad.entries) == len(records)
+    assert set(dataset.bad.counts) <= {"invalid record", "path outside data root"}
+    SEEN["llava_next examples"] += 1
+    SEEN["llava_next dropped"] += len(dataset.bad.entries)
+
+
 def test_the_fuzz_reached_every_kind_of_input():
     """The properties above ran >= 500 examples and met what they are about (skipped when run alone)."""
     if not SEEN:
         pytest.skip("run with the properties above")
     print("fuzz cases:", dict(SEEN))
-    assert SEEN["validator examples"] + SEEN["eval examples"] + SEEN["hf examples"] >= 500
+    assert SEEN["validator examples"] + SEEN["eval examples"] + SEEN["hf examples"] + SEEN["llava_next examples"] >= 500
     for kind in ("records accepted", "records rejected", "field video", "field span", "field id", "field boxes", "lines not records",
                  "eval ok", "eval bad record", "eval error", "eval path escapes", "eval prediction rows ignored", "hf items", "hf dropped"):
         assert SEEN[kind] > 0, (kind, dict(SEEN))

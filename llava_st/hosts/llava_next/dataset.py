@@ -142,9 +142,9 @@ class GroundingDataset(LazySupervisedDataset):
             problems = record_problems(record)
             sample_id = record.get("id", index) if isinstance(record, dict) else index
             if problems:
-                self.bad.add(sample_id, "invalid record", "; ".join(problems))
+                self.bad.add(sample_id, "invalid record", "; ".join(problems), index=index)
             elif media_path_problems(record, data_args):
-                self.bad.add(sample_id, PATH_OUTSIDE, "; ".join(media_path_problems(record, data_args)))
+                self.bad.add(sample_id, PATH_OUTSIDE, "; ".join(media_path_problems(record, data_args)), index=index)
             else:
                 kept.append(record)
         self.list_data_dict = kept
