@@ -121,9 +121,10 @@ def _mix(args) -> int:
 
 def _analyzer(args):
     from .synth import Analyzer, LocalChat, OpenAIChat
+    from .synth.shards import rank_device
 
     if args.local_model:
-        return Analyzer(LocalChat(args.local_model, device=args.device))
+        return Analyzer(LocalChat(args.local_model, device=rank_device(args.device)))
     if not (args.endpoint and args.model):
         raise SystemExit("the analyzer needs --endpoint URL and --model NAME, or --local-model PATH")
     chat = OpenAIChat(args.endpoint, args.model, api_key=os.environ.get(args.api_key_env), timeout=args.timeout,
@@ -133,6 +134,7 @@ def _analyzer(args):
 
 def _annotator(args):
     from .synth import Annotator
+    from .synth.shards import rank_device
 
     if not args.detector:
         raise SystemExit("the annotator needs --detector PATH (a local GroundingDINO checkpoint directory)")
@@ -141,13 +143,16 @@ def _annotator(args):
         data_root=args.data_root,
         sample_fps=args.fps,
         box_threshold=args.box_threshold,
-        device=args.device,
+        device=rank_device(args.device),
     )
 
 
 def _synth(args) -> int:
-    from .synth import Filter, Refiner, run_pipeline, run_stage
+    from .synth import Filter, Refiner, run_pipeline
+    from .synth.shards import dist_info, init_distributed, run_sharded
 
+    rank, world_size = dist_info(args.rank, args.world_size)
+    started = init_distributed(world_size)
     refiner = lambda: Refiner(args.min_seconds, args.max_seconds)  # noqa: E731
     filt = lambda: Filter(args.max_boxes, seed=args.seed)  # noqa: E731
     if args.stage == "run":
@@ -157,7 +162,7 @@ def _synth(args) -> int:
             ("refine", refiner()),
             ("filter", filt()),
         ]
-        reports = run_pipeline(stages, args.input, args.output)
+        reports = run_pipeline(stages, args.input, args.output, rank=rank, world_size=world_size)
     else:
         make = {
             "analyze": lambda: _analyzer(args),
@@ -165,8 +170,12 @@ def _synth(args) -> int:
             "refine": refiner,
             "filter": filt,
         }
-        reports = [run_stage(make[args.stage](), args.input, args.output, name=args.stage)]
-    for report in reports:
+        reports = run_sharded([(args.stage, make[args.stage]())], args.input, [args.output], rank, world_size)
+    if started:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    for report in reports or ():  # None: a rank other than 0, or shards left to merge
         print(report.summary())
     return 0
 
@@ -232,7 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=".", help="annotator: directory video paths are relative to")
     p.add_argument("--fps", type=float, default=2.0, help="annotator: frames per second sampled inside the span")
     p.add_argument("--box-threshold", type=float, default=0.3)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="annotator (and --local-model): cuda means cuda:LOCAL_RANK")
+    p.add_argument("--rank", type=int, help="shard index (default: torchrun's RANK)")
+    p.add_argument("--world-size", type=int, help="number of shards (default: torchrun's WORLD_SIZE)")
     p.add_argument("--min-seconds", type=float, default=2.0, help="refiner: drop shorter spans")
     p.add_argument("--max-seconds", type=float, default=120.0, help="refiner: drop longer spans")
     p.add_argument("--max-boxes", type=int, default=3, help="filter: frames with more boxes are complex")
