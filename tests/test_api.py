@@ -115,9 +115,9 @@ def test_clear_errors(grounder, checkpoint, tiny_qwen2_dir, tmp_path, moving_box
 
 
 def test_checkpoint_loads_through_transformers_auto_classes(checkpoint):
-    import llava_st.hosts.hf  # noqa: F401  (registers the model type)
     from transformers import AutoConfig, AutoModelForVision2Seq
 
+    import llava_st.hosts.hf  # noqa: F401  (registers the model type)
     from llava_st.hosts.hf import LlavaSTOnevisionConfig, LlavaSTOnevisionForConditionalGeneration
 
     assert isinstance(AutoConfig.from_pretrained(checkpoint), LlavaSTOnevisionConfig)

@@ -173,11 +173,13 @@ def test_torchrun_shards_and_rank0_merges(stvg_data, tmp_path):
         "import torch.distributed as dist\n"
         "records = D.load_records(sys.argv[1])\n"
         "_init_distributed(2)\n"
-        "D.evaluate(NoisyOracle(records, shift=0.3), D.BENCHMARKS['hcstvg-v2'], {'val': sys.argv[1]}, sys.argv[2], sys.argv[3], progress=False)\n"
+        "D.evaluate(NoisyOracle(records, shift=0.3), D.BENCHMARKS['hcstvg-v2'], {'val': sys.argv[1]},\n"
+        "           sys.argv[2], sys.argv[3], progress=False)\n"
         "dist.destroy_process_group()\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29571", str(script), str(path), str(root), str(tmp_path / "out")]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29571"]
+    cmd += [str(script), str(path), str(root), str(tmp_path / "out")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     files = sorted(p.name for p in (tmp_path / "out").glob("predictions.*.jsonl"))
@@ -221,11 +223,12 @@ def test_eval_cli_merge_only_and_viz(stvg_data, tmp_path):
     root, path, records = stvg_data
     out = tmp_path / "out"
     D.predict(NoisyOracle(records, shift=0.25), [("test", r) for r in records], "stvg", root, out, progress=False)
-    code = main(["eval", "stvg", "--benchmark", "hcstvg-v1", "--data", f"test={path}", "--data-root", str(root), "--out", str(out), "--merge-only", "--viz", "2", "--convention", "stcat"])
+    code = main(["eval", "stvg", "--benchmark", "hcstvg-v1", "--data", f"test={path}", "--data-root", str(root), "--out", str(out)]
+                + ["--merge-only", "--viz", "2", "--convention", "stcat"])
     assert code == 0
     assert _read_metrics(out)["convention"].startswith("stcat")
     drawn = sorted(p.name for p in (out / "viz").iterdir())
-    assert drawn == sorted([f"{records[0]['id']}.mp4", f"{records[0]['id']}.iou.png", f"{records[1]['id']}.mp4", f"{records[1]['id']}.iou.png"])
+    assert drawn == sorted(f"{r['id']}{suffix}" for r in records[:2] for suffix in (".mp4", ".iou.png"))
 
 
 def test_didemo_benchmark_scores_best_three_annotators():

@@ -278,7 +278,9 @@ def _pred_span(tube: Optional[dict]):
     return tube.get("span")
 
 
-def score(benchmark: Benchmark, samples: Sequence[Tuple[str, dict]], rows: Dict[str, dict], convention: Optional[M.STVGConvention] = None) -> dict:
+def score(
+    benchmark: Benchmark, samples: Sequence[Tuple[str, dict]], rows: Dict[str, dict], convention: Optional[M.STVGConvention] = None
+) -> dict:
     """Metrics of `benchmark` over `samples` ((split, record)); a sample with no row, a failed prediction
     or an unparsable answer scores 0. Returns {"benchmark", "task", "convention", "splits": {split:
     {group: metrics}}, "counts": {...}} with group "all" (and "declarative"/"interrogative" for VidSTG)."""
@@ -366,7 +368,10 @@ def markdown_table(benchmark: Benchmark, result: dict, model: str = "llava_st") 
     lines.append("|---|" + "---|" * len(header))
     lines.append(f"| {model} | " + " | ".join(values) + " |")
     c = result["counts"]
-    lines += ["", f"{c['samples']} samples; {c['unparsable']} unparsable answers, {c['errors']} failed, {c['missing']} missing (all scored 0)."]
+    lines += [
+        "",
+        f"{c['samples']} samples; {c['unparsable']} unparsable answers, {c['errors']} failed, {c['missing']} missing (all scored 0).",
+    ]
     if "convention" in result:
         lines.append(f"Frames: {result['convention']}.")
     return "\n".join(lines) + "\n"
