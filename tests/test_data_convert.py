@@ -1,5 +1,6 @@
-"""Converters: fixture files in the official formats (../shared/DATA-NOTES.md) -> valid Uni-STG records
-with the right times (1-based frames, inclusive/exclusive ends, clipping) and pixel boxes."""
+"""Converters: fixture files in the official formats (described in each llava_st/data/convert module) -> valid
+Uni-STG records with the right times (1-based frames, inclusive/exclusive ends, clipping, the closed-span time
+contract of core.timespan) and pixel boxes."""
 
 import csv
 import json
@@ -8,7 +9,7 @@ import pickle
 import pytest
 
 from llava_st import cli
-from llava_st.core.timespan import format_span, parse_span
+from llava_st.core.timespan import format_span, frames_to_span, parse_span, span_to_frames
 from llava_st.data.convert import (
     Drops,
     convert_charades_sta,
@@ -81,21 +82,22 @@ def test_hcstvg_v1(tmp_path):
     r = by_id["hcstvg-v1_55_vfjywN5CN0Y"]
     assert r["task"] == "stvg" and r["video"] == "hcstvg/55_vfjywN5CN0Y.mp4"
     assert r["fps"] == 30.0 and r["duration"] == 20.0 and (r["width"], r["height"]) == (640, 360)
-    # st_frame 268 is 1-based: the first box is frame index 267 -> 8.9 s; 4 boxes -> exclusive end frame 271.
-    assert r["span"] == [pytest.approx(267 / 30, abs=1e-4), pytest.approx(271 / 30, abs=1e-4)]
+    # st_frame 268 is 1-based: the first box is frame index 267 -> 8.9 s; 4 boxes -> last frame 270 (closed span).
+    assert r["span"] == [pytest.approx(267 / 30, abs=1e-4), pytest.approx(270 / 30, abs=1e-4)]
+    assert tuple(r["span"]) == frames_to_span(267, 270, 30.0) and span_to_frames(r["span"], 30.0) == (267, 270)
     assert [b["t"] for b in r["boxes"]] == [pytest.approx(f / 30, abs=1e-4) for f in (267, 268, 269, 270)]
     assert r["boxes"][0]["xyxy"] == [100, 50, 140, 130]  # xywh -> xyxy pixels
     assert r["boxes"][3]["xyxy"] == [630, 50, 640, 130]  # clipped to the frame width
-    assert parse_span(r["conversations"][1]["value"]).span == pytest.approx((8.9, 9.0), abs=0.051)
+    assert parse_span(r["conversations"][1]["value"]).span == pytest.approx((8.9, 9.0), abs=0.051)  # 8.9s, 9.0s
     assert r["conversations"][0]["value"].startswith("<image>\n")
     assert "The woman in red clothes turns in a circle" in r["conversations"][0]["value"]
     first = by_id["hcstvg-v1_1_first"]
-    assert first["span"][0] == 0.0 and first["fps"] == 25.0
+    assert first["span"] == [0.0, 0.08] and first["fps"] == 25.0  # frames 0..2
     assert len(first["boxes"]) == 2 and first["boxes"][1]["t"] == pytest.approx(2 / 25)
     end = by_id["hcstvg-v1_2_end"]
-    assert end["fps"] == 5.0 and end["span"] == [pytest.approx(19.6), 20.0]
+    assert end["fps"] == 5.0 and end["span"] == [19.6, 19.8]  # frames 98..101 cut to the clip's last frame 99
     assert "hcstvg-v1_3_bad" not in by_id
-    assert any("bad source field" in k and "st_frame" in k for k in drops)
+    assert drops["bad st_frame: missing"] == 1 and drops.ids["bad st_frame: missing"] == ["3_bad.mp4"]
     # one box right of the frame (1_first), two boxes at or after 20 s (2_end)
     assert drops["box outside the frame or the clip (dropped, sample kept)"] == 3
 
@@ -178,62 +180,128 @@ def test_vidstg_original(tmp_path):
     decl = next(r for r in records if r["sentence_type"] == "declarative")
     inter = next(r for r in records if r["sentence_type"] == "interrogative")
     assert decl["video"] == "0000/2401075277.mp4" and decl["duration"] == 2.0
-    # end_fid is exclusive: frames 5..8 -> [0.5, 0.9] s; the used segment becomes `clip`.
-    assert decl["span"] == [0.5, 0.9] and decl["clip"] == [0.2, 1.8]
+    # end_fid is exclusive: frames 5..8 -> the closed span [0.5, 0.8] s; the used segment 2..17 becomes `clip`.
+    assert decl["span"] == [0.5, 0.8] and decl["clip"] == [0.2, 1.7]
     assert [b["t"] for b in decl["boxes"]] == [0.5, 0.6, 0.7, 0.8]
     assert decl["boxes"][0]["xyxy"] == [15, 20, 55, 60]
     assert inter["caption"] == "What is beside the adult?"
     assert inter["boxes"][0]["xyxy"] == [0, 0, 640, 30]  # clipped to the frame
-    assert drops["no VidOR annotation for the video"] == 1
+    reason = f"no VidOR annotation for the video under {tmp_path / 'vidor'}"
+    assert drops[reason] == 1 and drops.ids[reason] == ["vidstg[1] vid=missing"]
+
+
+VIDSTG_TUBEDETR = {
+    "videos": [
+        {
+            "original_video_id": "2401075277",
+            "frame_count": 20,
+            "fps": 10,
+            "width": 640,
+            "height": 480,
+            "start_frame": 2,
+            "end_frame": 18,
+            "tube_start_frame": 5,
+            "tube_end_frame": 9,
+            "video_path": "0000/2401075277.mp4",
+            "caption": "What is beside the adult?",
+            "type": "dog",
+            "target_id": 1,
+            "video_id": 0,
+            "qtype": "interrogative",
+        },
+        {
+            "original_video_id": "2401075277",
+            "frame_count": 20,
+            "fps": 10,
+            "width": 640,
+            "height": 480,
+            "start_frame": 2,
+            "end_frame": 18,
+            "tube_start_frame": 5,
+            "tube_end_frame": 9,
+            "video_path": "0000/2401075277.mp4",
+            "caption": "gone",
+            "type": "cat",
+            "target_id": 7,
+            "video_id": 1,
+            "qtype": "declarative",
+        },
+    ],
+    "trajectories": {
+        "2401075277": {"1": {str(f): {"bbox": [10, 20, 30, 40], "category_id": 3} for f in range(5, 9)}}
+    },
+}
 
 
 def test_vidstg_tubedetr(tmp_path):
-    data = {
-        "videos": [
-            {
-                "original_video_id": "2401075277",
-                "frame_count": 20,
-                "fps": 10,
-                "width": 640,
-                "height": 480,
-                "start_frame": 2,
-                "end_frame": 18,
-                "tube_start_frame": 5,
-                "tube_end_frame": 9,
-                "video_path": "0000/2401075277.mp4",
-                "caption": "What is beside the adult?",
-                "type": "dog",
-                "target_id": 1,
-                "video_id": 0,
-                "qtype": "interrogative",
-            },
-            {
-                "original_video_id": "2401075277",
-                "frame_count": 20,
-                "fps": 10,
-                "width": 640,
-                "height": 480,
-                "start_frame": 2,
-                "end_frame": 18,
-                "tube_start_frame": 5,
-                "tube_end_frame": 9,
-                "video_path": "0000/2401075277.mp4",
-                "caption": "gone",
-                "type": "cat",
-                "target_id": 7,
-                "video_id": 1,
-                "qtype": "declarative",
-            },
-        ],
-        "trajectories": {
-            "2401075277": {"1": {str(f): {"bbox": [10, 20, 30, 40], "category_id": 3} for f in range(5, 9)}}
-        },
-    }
+    data = VIDSTG_TUBEDETR
     drops = Drops()
     (r,) = _check(list(convert_vidstg_tubedetr(_write(tmp_path / "test.json", data), drops=drops)))
-    assert r["id"] == "vidstg_0" and r["span"] == [0.5, 0.9] and r["clip"] == [0.2, 1.8]
+    assert r["id"] == "vidstg_0" and r["span"] == [0.5, 0.8] and r["clip"] == [0.2, 1.7]
     assert r["boxes"][0] == {"t": 0.5, "xyxy": [10, 20, 40, 60]} and r["sentence_type"] == "interrogative"
     assert sum(drops.values()) == 1
+
+
+def test_vidstg_official_vidor_layout_keys_by_video_id(tmp_path):
+    """annotation/<split>/<group>/<file>.json, any depth: the video is found by the video_id inside the file,
+    not by the file name (a file without video_id falls back to its name)."""
+    root = tmp_path / "annotation"
+    (root / "validation" / "0000" / "deeper").mkdir(parents=True)
+    (root / "training" / "1001").mkdir(parents=True)
+    _write(root / "validation" / "0000" / "deeper" / "renamed.json", _vidor("2401075277"))
+    decoy = _vidor("other")  # named like the wanted video but holds another one
+    _write(root / "training" / "1001" / "2401075277.json", decoy)
+    no_id = _vidor("x")
+    del no_id["video_id"]
+    no_id["video_path"] = "1001/by_stem.mp4"
+    _write(root / "training" / "1001" / "by_stem.json", no_id)
+    (root / "training" / "1001" / "broken.json").write_text("{not json")
+    entries = [dict(VIDSTG[0]), dict(VIDSTG[0], vid="by_stem"), dict(VIDSTG[0], vid="absent")]
+    drops = Drops()
+    records = _check(list(convert_vidstg(_write(tmp_path / "ann.json", entries), str(root), drops=drops)))
+    assert {r["video"] for r in records} == {"0000/2401075277.mp4", "1001/by_stem.mp4"} and len(records) == 4
+    reason = f"no VidOR annotation for the video under {root}"
+    assert drops.ids[reason] == ["vidstg[2] vid=absent"] and sum(drops.values()) == 1
+
+
+def test_vidor_video_id_read_from_the_head_or_the_whole_file(tmp_path):
+    from llava_st.data.convert.vidstg import _NO_ID, read_video_id
+
+    big = _vidor("2401075277", frames=3000)  # > 64 KiB, video_id near the start
+    assert read_video_id(_write(tmp_path / "a.json", big)) == "2401075277"
+    late = {"trajectories": big["trajectories"], "video_id": 12}  # video_id after 64 KiB of trajectories
+    assert read_video_id(_write(tmp_path / "b.json", late)) == "12"
+    assert read_video_id(_write(tmp_path / "c.json", {"trajectories": []})) is _NO_ID
+    assert read_video_id(_write(tmp_path / "d.json", [1, 2])) is _NO_ID
+    (tmp_path / "e.json").write_text('{"video_id": "1", "traj')  # cut after the id: indexed, reported when loaded
+    assert read_video_id(str(tmp_path / "e.json")) == "1"
+    (tmp_path / "f.json").write_text('{"video_id": "1')  # cut inside the id
+    assert read_video_id(str(tmp_path / "f.json")) is _NO_ID
+
+
+def _stvg_fixture_records(tmp_path):
+    vidor = tmp_path / "vidor" / "validation" / "0000"
+    vidor.mkdir(parents=True)
+    _write(vidor / "2401075277.json", _vidor("2401075277"))
+    yield from convert_hcstvg(_write(tmp_path / "v1.json", HCSTVG_V1), version=1)
+    item = dict(HCSTVG_V1["55_vfjywN5CN0Y.mp4"])
+    item["English"] = item.pop("caption")
+    item["img_size"] = [item.pop("height"), item.pop("width")]
+    yield from convert_hcstvg(_write(tmp_path / "v2.json", {"a.mp4": item}), version=2)
+    yield from convert_vidstg(_write(tmp_path / "vidstg.json", VIDSTG), str(tmp_path / "vidor"))
+    yield from convert_vidstg_tubedetr(_write(tmp_path / "tubedetr.json", VIDSTG_TUBEDETR))
+
+
+def test_stvg_span_is_the_closed_span_of_the_first_and_last_box(tmp_path):
+    """The time contract: a ground-truth tube identical to its record scores tIoU 1 -- the span is
+    frames_to_span of its first and last box frame, not an exclusive end one frame later."""
+    records = _check(list(_stvg_fixture_records(tmp_path)))
+    assert len(records) == 7
+    for r in records:
+        fps = r["fps"]
+        first, last = round(r["boxes"][0]["t"] * fps), round(r["boxes"][-1]["t"] * fps)
+        assert span_to_frames(r["span"], fps) == (first, last), r["id"]
+        assert tuple(r["span"]) == frames_to_span(first, last, fps), r["id"]
 
 
 # ---------------------------------------------------------------- VTG
@@ -313,7 +381,10 @@ def test_tacos(tmp_path):
     records = _check(list(convert_tacos(_write(tmp_path / "test.json", data), drops=drops)))
     assert len(records) == 2 and drops["empty span after clipping to the duration, or empty sentence"] == 1
     assert records[0]["span"] == [pytest.approx(141 / 29.4, abs=1e-4), pytest.approx(354 / 29.4, abs=1e-4)]
-    assert records[1]["span"][1] == pytest.approx(7346 / 29.4, abs=1e-4) == records[1]["duration"]
+    # frames 7000..7400 cut to the video's last frame 7345 (closed span); the duration is num_frames / fps
+    assert records[1]["span"][1] == pytest.approx(7345 / 29.4, abs=1e-4)
+    assert records[1]["duration"] == pytest.approx(7346 / 29.4, abs=1e-4)
+    assert span_to_frames(records[0]["span"], 29.4) == (141, 354)
 
 
 # ---------------------------------------------------------------- RefCOCO
