@@ -11,6 +11,7 @@ Every command streams its files, shows a progress bar, and exits non-zero when i
 
 import argparse
 import inspect
+import itertools
 import logging
 import os
 import sys
@@ -62,6 +63,7 @@ def _safe_output() -> None:
 
 def _convert(args) -> int:
     from .convert import CONVERTERS, Drops
+    from .convert.common import ConvertInputError
     from .jsonl import JsonlWriter
     from .schema import validate_record
 
@@ -90,8 +92,14 @@ def _convert(args) -> int:
         return 2
     drops = Drops()
     invalid = 0
+    records = fn(**kwargs, **fixed, drops=drops)
+    try:  # the input files are read before the first record: an unreadable one leaves --out untouched
+        first = next(records, None)
+    except ConvertInputError as e:
+        print(f"llava-st data convert: {e}", file=sys.stderr)
+        return 2
     with JsonlWriter(args.out) as writer:
-        for record in fn(**kwargs, **fixed, drops=drops):
+        for record in itertools.chain([] if first is None else [first], records):
             problems = validate_record(record)
             if problems:
                 invalid += 1

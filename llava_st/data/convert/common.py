@@ -109,14 +109,14 @@ def load_json(path: str, kind: type, what: str):
     except ValueError as e:  # e.g. an integer beyond Python's digit limit
         raise ConvertInputError(f"{path}: not readable JSON ({short(str(e))})") from None
     if not isinstance(data, kind):
-        raise ConvertInputError(f"{path}: expected {what} at the top level, got a JSON {_json_type(data)}")
+        raise ConvertInputError(f"{path}: expected {what} at the top level, got {_json_type(data)}")
     return data
 
 
 def _json_type(value) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
-        type(value), "number"
-    )
+    """The JSON type of a parsed value with its article: "an object", "an array", "a string", "null", ..."""
+    kinds = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return kinds.get(type(value), "a number")
 
 
 def need(item: dict, key: str, field: Optional[str] = None):
@@ -128,13 +128,13 @@ def need(item: dict, key: str, field: Optional[str] = None):
 
 def mapping(value, field: str) -> dict:
     if not isinstance(value, dict):
-        raise BadEntry(field, f"not a JSON object (a {_json_type(value)})")
+        raise BadEntry(field, f"not a JSON object (got {_json_type(value)})")
     return value
 
 
 def sequence(value, field: str) -> list:
     if not isinstance(value, list):
-        raise BadEntry(field, f"not a JSON array (a {_json_type(value)})")
+        raise BadEntry(field, f"not a JSON array (got {_json_type(value)})")
     return value
 
 

@@ -161,11 +161,19 @@ def convert_vidstg(
 
 
 def _load_vidor(path: str):
-    """(video_path, {tid: {frame: xyxy}}, {tid: BadEntry of one of its boxes}) of a VidOR annotation file."""
+    """(video_path, {tid: {frame: xyxy}}, {tid: BadEntry of one of its boxes}) of a VidOR annotation file;
+    a file that is unreadable or not VidOR's structure raises BadEntry naming it."""
     try:
         data = load_json(path, dict, "a VidOR annotation object")
     except ConvertInputError as e:
         raise BadEntry("VidOR annotation", "unreadable file", where=str(e)) from None
+    try:
+        return _vidor_tracks(path, data)
+    except BadEntry as e:
+        raise BadEntry(e.field, e.problem, where=f"{path}: {e.detail}" if e.detail else path) from None
+
+
+def _vidor_tracks(path: str, data: dict):
     video_path = text(need(data, "video_path", "VidOR video_path"), "VidOR video_path")
     trajectories, bad_tids = {}, {}
     for frame, boxes in enumerate(sequence(need(data, "trajectories", "VidOR trajectories"), "VidOR trajectories")):
@@ -178,7 +186,8 @@ def _load_vidor(path: str):
                 if xyxy[2] < xyxy[0] or xyxy[3] < xyxy[1]:
                     raise BadEntry("VidOR box bbox", "negative width or height", bb)
             except BadEntry as e:
-                bad_tids.setdefault(tid, BadEntry(e.field, e.problem, where=f"{path} frame {frame} tid {tid}: {e.detail}"))
+                where = f"{path} frame {frame} tid {tid}" + (f": {e.detail}" if e.detail else "")
+                bad_tids.setdefault(tid, BadEntry(e.field, e.problem, where=where))
                 continue
             trajectories.setdefault(tid, {})[frame] = xyxy
     return video_path, trajectories, bad_tids
