@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import List, Optional
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-ORDER = ("tube_latency", "multi_description", "training", "dataset", "metrics")
+ORDER = ("tube_latency", "multi_description", "training", "dataset", "metrics", "analyzer", "synth_ranks", "eval_ranks", "gpu_check")
+# Scale-out benchmarks: records per second at 1 and at N workers (requests in flight, torchrun ranks).
+SCALING = ("analyzer", "synth_ranks", "eval_ranks")
 
 
 def load_results(folder) -> List[dict]:
@@ -81,6 +83,46 @@ def learning_table(data: dict) -> List[str]:
     return rows
 
 
+def scaling_table(results: List[dict]) -> List[str]:
+    """Records/s of each scale-out benchmark at 1 and N workers, the ratio, its per-repeat spread and the load."""
+    rows = ["| Benchmark | Records | Workers | Records/s | Ratio | Per-repeat ratios (spread) | 1-min load before |",
+            "|---|---|---|---|---|---|---|"]
+    for data in results:
+        r = data["results"]
+        per = r.get("records_per_s")
+        if data["name"] not in SCALING or not isinstance(per, dict):
+            continue
+        workers = sorted(per, key=int)
+        stab = r.get("stability", {})
+        quick = " (quick)" if data.get("quick") else ""
+        rows.append(
+            f"| {data['name']}{quick} | {data['config'].get('records', '?')} | {' vs '.join(workers)} "
+            f"| {' vs '.join(f'{per[w]:.3g}' for w in workers)} | {r.get('ratio', 0):.3g}x "
+            f"| {', '.join(f'{x:.3g}' for x in stab.get('ratios', []))} ({stab.get('spread_pct', 0):.0f}%) "
+            f"| {data.get('load_before', [0])[0]:.2f} |"
+        )
+    return rows if len(rows) > 2 else []
+
+
+def gpu_lines(data: Optional[dict]) -> List[str]:
+    """One paragraph on the GPU check: not yet run, or its main figures."""
+    if data is None:
+        return ["GPU check (`bench/gpu_check.sh`: LLaVA-Video-7B-shaped random model, bf16, 64 frames, one H100/H200): "
+                "**not yet run on a GPU**; its `--dry-run` (same code, tiny sizes, CPU) runs in the tests."]
+    r = data["results"]
+    g, d, t = r.get("grounding", {}), r.get("descriptions", {}), r.get("tube_vs_plain", {})
+    train = r.get("training", {})
+    on, off = train.get("st_on", {}), train.get("st_off", {})
+    step = (f"training step ST on {on['step_s'][-1]:.3g} s vs off {off['step_s'][-1]:.3g} s "
+            f"({train.get('layers', '?')} layers, ZeRO-3, peak {on['peak_memory']['gib']:.3g} vs {off['peak_memory']['gib']:.3g} GiB)"
+            if on.get("step_s") and off.get("step_s") else f"training step: {on.get('error') or on.get('skipped') or 'not measured'}")
+    dry = " (dry run)" if data.get("dry_run") else ""
+    return [f"GPU check{dry} ({data['device']}, {data['started']}): {g.get('frames_per_s', 0):.3g} frames/s grounded end to end "
+            f"({data['config']['frames']} frames, {data['config']['llm']['num_hidden_layers']} layers); "
+            f"8 descriptions / 1 = {d.get('ratio_8_over_1', 0):.3g}x; tube / plain = {t.get('tube_over_plain', 0):.3g}x; {step}; "
+            f"peak memory {r.get('peak_memory_inference', {}).get('gib', 0):.3g} GiB at inference."]
+
+
 def load_learning_check(folder) -> Optional[dict]:
     path = Path(folder) / "learning_check.json"
     return json.loads(path.read_text()) if path.is_file() else None
@@ -99,6 +141,10 @@ def render(results: List[dict], learning: Optional[dict] = None) -> str:
     if "tube_latency" in by_name:
         lines += ["", "Tube latency by frame count (medians, LLM side; the vision tower's time is listed apart):", ""]
         lines += latency_table(by_name["tube_latency"])
+    scaling = scaling_table(results)
+    if scaling:
+        lines += ["", "Scale-out (records per second at 1 and N workers; ratio of the medians):", ""] + scaling
+    lines += [""] + gpu_lines(by_name.get("gpu_check"))
     if learning:
         lines += [""] + learning_table(learning)
     notes = [(d["name"], n) for d in results for n in d.get("notes", [])]

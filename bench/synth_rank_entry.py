@@ -1,0 +1,28 @@
+"""`python -m llava_st.data.synth ...` that also writes the seconds its `run_pipeline` call took (stages,
+the wait for the other ranks and rank 0's merge; not the process start or the model load) to
+$LLAVA_ST_BENCH_TIMES/rank<R>.json ({"seconds", "cpu_s": the process's CPU seconds in the call, "start",
+"end": wall-clock epoch seconds, so that the benchmark can take the span from the first rank's start to
+the last rank's end): the entry point
+bench_synth_ranks launches with torchrun."""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from llava_st.data import cli, synth
+
+if __name__ == "__main__":
+    pipeline = synth.run_pipeline
+
+    def timed(*args, **kwargs):
+        began, start, cpu = time.time(), time.perf_counter(), time.process_time()
+        reports = pipeline(*args, **kwargs)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        out = Path(os.environ["LLAVA_ST_BENCH_TIMES"]) / f"rank{os.environ.get('RANK', '0')}.json"
+        out.write_text(json.dumps({"seconds": seconds, "cpu_s": cpu, "start": began, "end": began + seconds}))
+        return reports
+
+    synth.run_pipeline = timed
+    sys.exit(cli.main(["synth", *sys.argv[1:]]))
