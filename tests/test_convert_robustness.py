@@ -98,15 +98,17 @@ HC_BAD = {
     "bbox_negative.mp4": _hc(bbox=[[1, 2, 3, 4], [1, 2, -3, 4]]),
     "bbox_nan.mp4": _hc(bbox=[[1, NAN, 3, 4]]),
     "bbox_bool.mp4": _hc(bbox=[[1, 2, True, 4]]),
-    "one_frame.mp4": _hc(bbox=[[1, 2, 3, 4]]),
 }
 
 
 def test_hcstvg_survives_bad_entries(tmp_path):
-    data = {"good.mp4": HC_GOOD, "float_frame.mp4": _hc(st_frame=268.0), **HC_BAD}
+    one_frame = _hc(bbox=[[1, 2, 3, 4]])  # a tube of one frame: a closed span with start == end
+    data = {"good.mp4": HC_GOOD, "float_frame.mp4": _hc(st_frame=268.0), "one_frame.mp4": one_frame, **HC_BAD}
     drops = Drops()
-    records = _check(list(convert_hcstvg(_write(tmp_path / "a.json", data), drops=drops)), ["hcstvg-v1_good", "hcstvg-v1_float_frame"])
+    records = _check(list(convert_hcstvg(_write(tmp_path / "a.json", data), drops=drops)),
+                     ["hcstvg-v1_good", "hcstvg-v1_float_frame", "hcstvg-v1_one_frame"])
     assert records[0]["span"] == records[1]["span"]  # 268.0 is frame 268
+    assert records[2]["span"][0] == records[2]["span"][1] == records[2]["boxes"][0]["t"]
     noted = _noted(drops)
     assert set(noted) == set(HC_BAD)
     assert noted["st_frame_2.7.mp4"] == "bad st_frame: not an integral frame number"
@@ -181,7 +183,7 @@ def test_vidstg_survives_bad_entries(tmp_path):
         _vid(**{"temporal_gt.end_fid": 21}),  # 9: past frame_count
         _vid(**{"temporal_gt.begin_fid": 2.7}),  # 10
         _vid(**{"temporal_gt.begin_fid": 0}),  # 11: outside the used segment
-        _vid(**{"temporal_gt.end_fid": 6}),  # 12: one frame
+        _vid(**{"temporal_gt.end_fid": 6}),  # 12: one frame, a closed span with start == end
         _vid(width=True),  # 13
         _vid(height=-1),  # 14
         _vid(used_segment=[2, 18]),  # 15
@@ -196,19 +198,18 @@ def test_vidstg_survives_bad_entries(tmp_path):
     ]
     drops = Drops()
     good = ["vidstg_0_v1_d0", "vidstg_0_v1_i0", "vidstg_17_v2_d0", "vidstg_19_v1_i0", "vidstg_20_v1_i0"]
-    good += ["vidstg_21_v1_d0", "vidstg_21_v1_i0"]
+    good += ["vidstg_21_v1_d0", "vidstg_21_v1_i0", "vidstg_12_v1_d0", "vidstg_12_v1_i0"]
     records = _check(list(convert_vidstg(_write(tmp_path / "ann.json", entries), str(tmp_path / "vidor"), drops=drops)), good)
     assert records[0]["span"] == [0.5, 0.8]
     noted = _noted(drops)
     bad_entries = {f"vidstg[{i}]" for i in (1, 2, 3, 4)}
-    bad_entries |= {f"vidstg[{i}] vid=v1" for i in (5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)}
+    bad_entries |= {f"vidstg[{i}] vid=v1" for i in (5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16)}
     bad_sentences = {"vidstg_17_v2_i0", "vidstg_19_v1_d0", "vidstg_19_v1_d1", "vidstg_19_v1_d2", "vidstg_20_v1"}
     assert set(noted) == bad_entries | bad_sentences | {"vidstg[18] vid=v3", "vidstg[22] vid=nowhere", "vidstg[23] vid=v4"}
     assert noted["vidstg[8] vid=v1"] == "bad used_segment.end_fid: a frame number beyond any real video (> 10000000)"
     assert noted["vidstg[9] vid=v1"] == "bad temporal_gt: not 0 <= begin_fid < end_fid <= frame_count"
     assert noted["vidstg[10] vid=v1"] == "bad temporal_gt.begin_fid: not an integral frame number"
     assert noted["vidstg[11] vid=v1"] == "bad temporal_gt: not inside used_segment"
-    assert noted["vidstg[12] vid=v1"] == "bad temporal_gt: a tube of one frame (zero-length span)"
     assert noted["vidstg[18] vid=v3"] == "bad VidOR annotation: unreadable file"
     assert noted["vidstg[23] vid=v4"] == "bad VidOR trajectories: not a JSON array (got a string)"
     assert noted["vidstg_17_v2_i0"] == "bad VidOR box bbox: not a finite number"

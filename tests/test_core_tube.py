@@ -30,10 +30,25 @@ def test_unparsable_answer_gives_status():
     assert "no time span" in tube["status"]
 
 
-def test_span_between_sampled_frames():
+def test_a_parsed_span_snaps_to_the_sampled_frames():
     tube = assemble_tube("q", "From 1.2s to 1.4s.", [0.0, 1.0, 2.0], torch.rand(3, 4), VIDEO)
-    assert tube["span"] == [1.2, 1.4] and tube["frames"] == []
-    assert "contains no sampled frame" in tube["status"]
+    assert tube["span"] == [1.2, 1.4] and [f["t"] for f in tube["frames"]] == [1.0] and tube["status"] == "ok"
+    # A given span is used as it is.
+    given = assemble_tube("q", "", [0.0, 1.0, 2.0], torch.rand(3, 4), VIDEO, span=(1.2, 1.4))
+    assert given["span"] == [1.2, 1.4] and given["frames"] == [] and "contains no sampled frame" in given["status"]
+
+
+def test_a_trained_answer_gives_back_the_trained_frames():
+    # Training snaps the span to sampled frames whose times are not multiples of 0.1 s and the answer rounds
+    # them to 0.1 s; the tube read back from that answer has exactly the frames training marked.
+    from llava_st.core.timespan import format_span, snap_span, span_frame_mask
+
+    times = [round(k * 20 / 16 + 0.37, 4) for k in range(16)]  # 1.25 s apart, off the 0.1-s grid
+    for start, end in ((0.0, 20.0), (3.3, 7.9), (5.0, 5.0), (12.61, 19.2)):
+        taught = snap_span(start, end, times)
+        tube = assemble_tube("q", format_span(*taught), times, torch.rand(16, 4), {**VIDEO, "duration": 20.0})
+        assert tube["span"] == [round(t, 1) for t in taught]
+        assert [f["t"] for f in tube["frames"]] == [t for t, m in zip(times, span_frame_mask(*taught, times)) if m]
 
 
 def test_csv_export():

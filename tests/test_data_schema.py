@@ -106,7 +106,6 @@ MUTATIONS = [
     ("stvg vtg rec", _set(["caption"], "   "), "caption", "non-empty"),
     ("stvg vtg", _del("span"), "span", "missing"),
     ("stvg vtg", _set(["span"], [3.0, 1.0]), "span", "reversed"),
-    ("stvg vtg", _set(["span"], [2.0, 2.0]), "span", "reversed"),
     ("stvg vtg", _set(["span"], [1.0, 25.0]), "span", "after the video"),
     ("stvg vtg", _set(["span"], [-1.0, 3.0]), "span", "before the video"),
     ("stvg vtg", _set(["span"], [float("nan"), 3.0]), "span", "finite"),

@@ -96,7 +96,7 @@ def test_stvg_oracle_scores_perfect_and_unparsable_counts_zero(stvg_data, tmp_pa
     root, path, records = stvg_data
     bad = records[1]["id"]
     oracle = NoisyOracle(records, unparsable=[bad], frames=16)
-    result = D.evaluate(oracle, D.BENCHMARKS["hcstvg-v1"], {"test": path}, root, tmp_path, progress=False)
+    result = D.evaluate(oracle, D.BENCHMARKS["hcstvg-v1"], {"test": path}, root, tmp_path, progress=False, convention=M.HCSTVG_OFFICIAL)
     allm = result["splits"]["test"]["all"]
     # Every frame sampled and exact; the answer's 0.1 s resolution leaves an end frame or two held.
     assert allm["m_tIoU"] == pytest.approx(5 / 6)
@@ -107,7 +107,7 @@ def test_stvg_oracle_scores_perfect_and_unparsable_counts_zero(stvg_data, tmp_pa
     assert next(r for r in rows if r["id"] == bad)["status"].startswith("no time span")
     table = (tmp_path / "table.md").read_text()
     assert "| m_tIoU | m_vIoU | vIoU@0.3 | vIoU@0.5 |" in table and "| llava_st | 83.3 |" in table
-    assert "1 unparsable" in table and "every annotated frame" in table
+    assert "1 unparsable" in table and "hcstvg-official: every frame" in table and "reproduces tzhhhh123/HC-STVG eval_hcvg.py" in table
 
 
 def test_vidstg_reports_per_sentence_type(stvg_data, tmp_path):
@@ -210,7 +210,8 @@ def test_bad_record_is_named_and_loses_nothing_else(stvg_data, tmp_path):
     del broken[1]["span"]
     data = tmp_path / "test.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in broken))
-    result = D.evaluate(NoisyOracle(records), D.BENCHMARKS["hcstvg-v1"], {"test": data}, root, tmp_path / "out", progress=False)
+    result = D.evaluate(NoisyOracle(records), D.BENCHMARKS["hcstvg-v1"], {"test": data}, root, tmp_path / "out", progress=False,
+                        convention=M.HCSTVG_OFFICIAL)
     row = D.merge_predictions(tmp_path / "out")[broken[1]["id"]]
     assert row["status"] == f"bad record: id={broken[1]['id']} field=span: missing"
     assert result["counts"]["errors"] == 1
@@ -232,7 +233,7 @@ def test_eval_cli_merge_only_and_viz(stvg_data, tmp_path):
 
 
 def test_didemo_benchmark_scores_best_three_annotators():
-    annotators = [[5.0, 25.0], [5.0, 25.0], [0.0, 5.0], [5.0, 20.0]]  # chunks (1,4) (1,4) (0,0) (1,3)
+    annotators = [[5.0, 25.0], [5.0, 25.0], [0.0, 5.0], [5.0, 25.0]]  # chunks (1,4) (1,4) (0,0) (1,4): 3 agree
     records = [
         {"id": i, "task": "vtg", "video": "v.mp4", "caption": "c", "span": [5.0, 25.0], "duration": 30.0, "annotator_spans": annotators}
         for i in ("a", "b")
@@ -244,8 +245,11 @@ def test_didemo_benchmark_scores_best_three_annotators():
     bench = D.BENCHMARKS["didemo"]
     result = D.score(bench, [("test", r) for r in records], rows)
     metrics = result["splits"]["test"]["all"]
-    assert metrics["R@1"] == 0.5 and metrics["mIoU"] == pytest.approx((1 + 1 + 0.75) / 3 / 2)
+    assert metrics["R@1"] == 0.5 and metrics["mIoU"] == pytest.approx(0.5)
     assert result["counts"]["unparsable"] == 1
+    # Two of four annotators agreeing is no hit under the official rule (the mean of the best 3 ranks is > 1).
+    two = [{**r, "annotator_spans": annotators[:3] + [[5.0, 20.0]]} for r in records]
+    assert D.score(bench, [("test", r) for r in two], rows)["splits"]["test"]["all"]["R@1"] == 0.0
     assert "| Model | R@1 | mIoU |" in D.markdown_table(bench, result)
 
 

@@ -10,52 +10,67 @@ from llava_st.eval import metrics as M
 NAN4 = [math.nan] * 4
 
 
-def _grid_case(gt_span, pred_span, gt_box, pred_box, n=10):
-    """Grid of frames 0..n-1, one constant gt box inside gt_span and one constant pred box inside pred_span
-    (inclusive frame spans), as the arrays stvg_query_scores takes."""
-    ids = np.arange(n)
-    gt = np.array([gt_box if gt_span[0] <= f <= gt_span[1] else NAN4 for f in ids], dtype=float)
-    pred = np.array([pred_box if pred_span and pred_span[0] <= f <= pred_span[1] else NAN4 for f in ids], dtype=float)
-    return ids, gt, pred
+def _pair(gt_frames, pred_frames, gt_box, pred_box, fps=10.0, duration=1.0):
+    """A record with `gt_box` on frames gt_frames[0]..gt_frames[1] and a tube over pred_frames (None: no
+    prediction) with `pred_box` on each of its frames (inclusive frame spans, time contract)."""
+    record = {
+        "id": "r",
+        "span": [gt_frames[0] / fps, gt_frames[1] / fps],
+        "boxes": [{"t": f / fps, "xyxy": list(gt_box)} for f in range(gt_frames[0], gt_frames[1] + 1)],
+        "fps": fps,
+        "duration": duration,
+    }
+    if pred_frames is None:
+        return record, None
+    frames = [{"t": f / fps, "box_xyxy": list(pred_box)} for f in range(pred_frames[0], pred_frames[1] + 1)]
+    return record, {"span": [pred_frames[0] / fps, pred_frames[1] / fps], "frames": frames}
 
 
 def test_stvg_hand_worked_partial_overlap():
     # gt frames 2..5, pred 4..7; boxes IoU 0.5 on the shared frames 4, 5; hull 2..7 = 6 frames.
-    ids, gt, pred = _grid_case((2, 5), (4, 7), [0, 0, 10, 10], [0, 0, 10, 5])
-    s = M.stvg_query_scores(ids, (2, 5), (4, 7), gt, pred, end_inclusive=True)
+    s = M.score_stvg(*_pair((2, 5), (4, 7), [0, 0, 10, 10], [0, 0, 10, 5]), M.HCSTVG_OFFICIAL)
     assert s["tiou"] == pytest.approx(2 / 6)
     assert s["viou"] == pytest.approx((0.5 + 0.5) / 6)
     assert s["gt_viou"] == pytest.approx((0 + 0 + 0.5 + 0.5) / 4)
+    # STCAT: ground truth [2, 5), prediction [4, 8): 1 shared frame, 6 in the union.
+    s = M.score_stvg(*_pair((2, 5), (4, 7), [0, 0, 10, 10], [0, 0, 10, 5]), M.STCAT)
+    assert s["tiou"] == pytest.approx(1 / 6) and s["viou"] == pytest.approx(0.5 / 6)
 
 
 def test_stvg_no_overlap_scores_zero():
-    ids, gt, pred = _grid_case((1, 3), (6, 8), [0, 0, 10, 10], [0, 0, 10, 10])
-    s = M.stvg_query_scores(ids, (1, 3), (6, 8), gt, pred)
-    assert s == {"tiou": 0.0, "viou": 0.0, "gt_viou": 0.0}
+    for convention in M.CONVENTIONS.values():
+        s = M.score_stvg(*_pair((1, 3), (6, 8), [0, 0, 10, 10], [0, 0, 10, 10]), convention)
+        assert s == {"tiou": 0.0, "viou": 0.0, "gt_viou": 0.0}
 
 
-def test_stvg_touching_spans_inclusive_vs_exclusive():
-    # Inclusive ends: spans 0..4 and 4..9 share frame 4 (1 of 10 frames). Exclusive ends: they only touch.
-    ids, gt, pred = _grid_case((0, 4), (4, 9), [0, 0, 10, 10], [0, 0, 10, 10])
-    inc = M.stvg_query_scores(ids, (0, 4), (4, 9), gt, pred, end_inclusive=True)
-    assert inc["tiou"] == pytest.approx(1 / 10)
-    assert inc["viou"] == pytest.approx(1 / 10)
-    exc = M.stvg_query_scores(ids, (0, 4), (4, 9), gt, pred, end_inclusive=False)
-    assert exc["tiou"] == 0.0 and exc["viou"] == 0.0
+def test_stvg_touching_spans_official_vs_stcat():
+    # HC-STVG: spans 0..4 and 4..9 share frame 4 (1 of 10 frames). STCAT: ground truth [0, 4) only touches [4, 10).
+    pair = _pair((0, 4), (4, 9), [0, 0, 10, 10], [0, 0, 10, 10])
+    official = M.score_stvg(*pair, M.HCSTVG_OFFICIAL)
+    assert official["tiou"] == pytest.approx(1 / 10) and official["viou"] == pytest.approx(1 / 10)
+    stcat = M.score_stvg(*pair, M.STCAT)
+    assert stcat["tiou"] == 0.0 and stcat["viou"] == 0.0
 
 
 def test_stvg_single_frame_span():
-    ids, gt, pred = _grid_case((5, 5), (5, 5), [0, 0, 10, 10], [0, 0, 10, 5])
-    inc = M.stvg_query_scores(ids, (5, 5), (5, 5), gt, pred, end_inclusive=True)
-    assert inc["tiou"] == 1.0 and inc["viou"] == pytest.approx(0.5) and inc["gt_viou"] == pytest.approx(0.5)
-    # STCAT-style exclusive end: a one-frame ground truth is empty and can never be matched.
-    exc = M.stvg_query_scores(ids, (5, 5), (5, 5), gt, pred, end_inclusive=False)
-    assert exc["tiou"] == 0.0 and exc["viou"] == 0.0 and exc["gt_viou"] == 0.0
+    pair = _pair((5, 5), (5, 5), [0, 0, 10, 10], [0, 0, 10, 5])
+    official = M.score_stvg(*pair, M.HCSTVG_OFFICIAL)
+    assert official["tiou"] == 1.0 and official["viou"] == pytest.approx(0.5) and official["gt_viou"] == pytest.approx(0.5)
+    # STCAT: a one-frame ground truth [5, 5) is empty and can never be matched; gt_vIoU still counts its box.
+    stcat = M.score_stvg(*pair, M.STCAT)
+    assert stcat["tiou"] == 0.0 and stcat["viou"] == 0.0 and stcat["gt_viou"] == pytest.approx(0.5)
+
+
+def test_stvg_a_span_without_boxes_has_official_tiou_0():
+    # eval_hcvg.py counts the ground-truth frames where the prediction has a box: a bare span counts none.
+    record, tube = _pair((2, 5), (2, 5), [0, 0, 10, 10], [0, 0, 10, 10])
+    bare = {**tube, "frames": []}
+    assert M.score_stvg(record, bare, M.HCSTVG_OFFICIAL)["tiou"] == 0.0
+    assert M.score_stvg(record, bare, M.TUBEDETR)["tiou"] == 1.0
 
 
 def test_stvg_empty_prediction_scores_zero_and_counts():
-    ids, gt, pred = _grid_case((2, 5), None, [0, 0, 10, 10], [0, 0, 10, 10])
-    s = M.stvg_query_scores(ids, (2, 5), None, gt, pred)
+    s = M.score_stvg(*_pair((2, 5), None, [0, 0, 10, 10], None))
     assert s == {"tiou": 0.0, "viou": 0.0, "gt_viou": 0.0}
     summary = M.summarize_stvg([s, {"tiou": 1.0, "viou": 1.0, "gt_viou": 1.0}])
     assert summary["n"] == 2 and summary["m_tIoU"] == 0.5 and summary["m_vIoU"] == 0.5
@@ -85,17 +100,13 @@ def _tubedetr_issue3_viou(frame_ids, gt_sted, pred_sted, ious):
 
 def test_tubedetr_issue3_start_end_mixup_does_not_fool_us():
     # Perfect boxes on the 10 ground-truth frames 0..9, but the predicted span runs to frame 99.
-    ids = np.arange(100)
-    gt_boxes = np.array([[0, 0, 10, 10] if f < 10 else NAN4 for f in ids], dtype=float)
-    pred_boxes = np.tile([0.0, 0.0, 10.0, 10.0], (100, 1))
-    buggy = _tubedetr_issue3_viou(ids, (0, 10), (0, 100), {f: 1.0 if f < 10 else 0.0 for f in ids})
-    ours = M.stvg_query_scores(ids, (0, 9), (0, 99), gt_boxes, pred_boxes, end_inclusive=True)
+    record, tube = _pair((0, 9), (0, 99), [0, 0, 10, 10], [0, 0, 10, 10], duration=10.0)
+    buggy = _tubedetr_issue3_viou(range(100), (0, 10), (0, 100), {f: 1.0 if f < 10 else 0.0 for f in range(100)})
     assert buggy == pytest.approx(1.0)  # the published bug: a 10x too long tube scores a perfect vIoU
-    assert ours["viou"] == pytest.approx(0.1)
-    assert ours["tiou"] == pytest.approx(0.1)
-    # The same numbers in TubeDETR's own exclusive-end form.
-    ours_excl = M.stvg_query_scores(ids, (0, 10), (0, 100), gt_boxes, pred_boxes, end_inclusive=False)
-    assert ours_excl["viou"] == pytest.approx(0.1)
+    for convention in M.CONVENTIONS.values():
+        s = M.score_stvg(record, tube, convention)
+        assert s["viou"] == pytest.approx(0.1 if convention.gt_includes_last else 0.09), convention.name
+        assert s["tiou"] == pytest.approx(0.1 if convention.gt_includes_last else 0.09), convention.name
 
 
 def _record(span=(1.0, 2.9), fps=10.0, duration=4.0, box=(10, 10, 30, 30)):
@@ -109,19 +120,21 @@ def _record(span=(1.0, 2.9), fps=10.0, duration=4.0, box=(10, 10, 30, 30)):
     }
 
 
-def test_score_stvg_exact_tube_is_perfect_under_every_convention():
+def test_score_stvg_exact_tube_is_perfect_except_under_stcat():
     record = _record()
     # The model saw frames every 0.5 s; its tube carries boxes only at those times.
     tube = {"span": [1.0, 2.9], "frames": [{"t": t, "box_xyxy": [10, 10, 30, 30]} for t in (1.0, 1.5, 2.0, 2.5)]}
-    for convention in M.CONVENTIONS.values():
+    for convention in (M.TUBEDETR, M.HCSTVG_OFFICIAL):
         s = M.score_stvg(record, tube, convention)
-        assert s["tiou"] == pytest.approx(1.0), convention.name
-        assert s["viou"] == pytest.approx(1.0), convention.name
+        assert s["tiou"] == 1.0 and s["viou"] == pytest.approx(1.0), convention.name
+    # STCAT's evaluator drops the ground truth's last frame only: 19 of 20 frames.
+    s = M.score_stvg(record, tube, M.STCAT)
+    assert s["tiou"] == pytest.approx(19 / 20) and s["viou"] == pytest.approx(19 / 20) and s["gt_viou"] == pytest.approx(1.0)
 
 
-def test_score_stvg_span_end_written_as_frame_time_or_interval_end_agree():
-    # Synthetic records end the span at the last frame's time (2.9 s); the HC-STVG converter at the end of
-    # its interval (3.0 s). Ground-truth frames come from the boxes, so both are frames 10..29.
+def test_score_stvg_ground_truth_frames_come_from_the_boxes():
+    # Under the time contract the span ends at the last frame's time (2.9 s); a record whose span ends at
+    # the end of that frame's interval (3.0 s) still has ground-truth frames 10..29, those of its boxes.
     tube = {"span": [1.0, 2.9], "frames": [{"t": t, "box_xyxy": [10, 10, 30, 30]} for t in (1.0, 1.5, 2.0, 2.5, 2.9)]}
     for span in ((1.0, 2.9), (1.0, 3.0)):
         record = {**_record(), "span": list(span)}
@@ -151,10 +164,11 @@ def test_score_stvg_conventions_differ_on_the_last_frame():
 
 def test_grid_frame_ids_resampled_and_capped():
     assert M.grid_frame_ids(40, 10.0, M.HCSTVG_OFFICIAL).tolist() == list(range(40))
-    assert M.grid_frame_ids(40, 10.0, M.TUBEDETR).tolist() == list(range(0, 40, 2))
+    assert M.grid_frame_ids(40, 10.0, M.TUBEDETR).tolist() == list(range(0, 40, 2))  # 0 .. 38 (frame 39 is never taken)
+    assert M.grid_frame_ids(40, 10.0, M.TUBEDETR, segment=(5, 20)).tolist() == [5, 6, 8, 10, 12, 14, 16, 18, 20]
     assert M.grid_frame_ids(600, 30.0, M.TUBEDETR).shape[0] == 100
-    capped = M.grid_frame_ids(3000, 30.0, M.TUBEDETR)
-    assert capped.shape[0] == 200 and capped[0] == 0 and capped[-1] == 2994
+    capped = M.grid_frame_ids(3000, 30.0, M.TUBEDETR)  # 500 frames 0, 6, ... 2994, then frame_ids[j * 500 // 200]
+    assert capped.tolist() == [6 * (j * 500 // 200) for j in range(200)]
     with pytest.raises(ValueError, match="eval_fps"):
         M.STVGConvention("bad", frames="resampled")
 
@@ -182,21 +196,6 @@ def test_boxes_on_grid_takes_the_nearest_annotation_within_half_a_step():
             nearest = np.flatnonzero(best)[np.argmin(times[best])]
             expected = boxes[nearest] if dist[nearest] <= half_step else [math.nan] * 4
             np.testing.assert_array_equal(row, expected)
-
-
-def _stvg_reference(record, tube, convention):
-    """score_stvg the straightforward way, one query at a time: both tubes placed on the whole grid with
-    boxes_on_grid, then stvg_query_scores."""
-    fps = float(record["fps"])
-    ids = M.grid_frame_ids(int(round(float(record["duration"]) * fps)), fps, convention)
-    gt = M.boxes_on_grid([b["t"] for b in record["boxes"]], [b["xyxy"] for b in record["boxes"]], ids / fps, interpolate=False)
-    pred_span = M.seconds_to_frame_span(None if tube is None else tube.get("span"), fps)
-    pred = np.full_like(gt, np.nan)
-    if pred_span is not None:
-        frames = tube.get("frames") or []
-        span = (pred_span[0] / fps, pred_span[1] / fps)
-        pred = M.boxes_on_grid([f["t"] for f in frames], [f["box_xyxy"] for f in frames], ids / fps, span=span)
-    return M.stvg_query_scores(ids, M.gt_frame_span(record, fps), pred_span, gt, pred, convention.end_inclusive)
 
 
 def _stvg_edge_cases():
@@ -258,14 +257,16 @@ def _random_stvg_pair(rng):
 
 
 def test_score_stvg_many_gives_exactly_the_per_query_scores():
+    # Batched, prepared once or not, in any batch size: the same scores as one query at a time, bit for
+    # bit (the values themselves are checked against the published evaluators in test_eval_ports).
     rng = np.random.default_rng(0)
     pairs = _stvg_edge_cases() + [_random_stvg_pair(rng) for _ in range(300)]
     records, tubes = [r for r, _ in pairs], [t for _, t in pairs]
     prepared = M.prepare_stvg_gt(records, batch=29)
     for convention in M.CONVENTIONS.values():
-        expected = [_stvg_reference(r, t, convention) for r, t in pairs]
+        expected = [M.score_stvg_many([pair], convention, batch=1)[0] for pair in pairs]
         assert sum(s["viou"] > 0 for s in expected) > 100 and sum(s["viou"] == 0 for s in expected) > 50
-        assert M.score_stvg_many(pairs, convention) == expected  # bit for bit
+        assert M.score_stvg_many(pairs, convention) == expected
         assert M.score_stvg_many(list(zip(prepared, tubes)), convention, batch=37) == expected
         assert [M.score_stvg(r, t, convention) for r, t in pairs[::10]] == expected[::10]
     assert M.score_stvg_many([]) == [] and M.prepare_stvg_gt([]) == []
@@ -283,12 +284,17 @@ def test_vtg_hand_worked():
 
 
 def test_didemo_best_three_annotators():
-    annotators = [(1, 4), (1, 4), (0, 0), (1, 3)]
+    annotators = [(1, 4), (1, 4), (0, 0), (1, 4)]
     hit = M.didemo_scores([(1, 4)], [annotators])
-    assert hit["R@1"] == 1.0 and hit["mIoU"] == pytest.approx((1 + 1 + 0.75) / 3)
+    assert hit["R@1"] == 1.0 and hit["mIoU"] == pytest.approx(1.0)
+    # Two of four annotators agree: the mean of the best 3 ranks is above 1, no hit (the official rule).
+    two = M.didemo_scores([(1, 4)], [[(1, 4), (1, 4), (0, 0), (1, 3)]])
+    assert two["R@1"] == 0.0 and two["mIoU"] == pytest.approx((1 + 1 + 0.75) / 3)
+    # Fewer than 3 annotators: all of them must agree.
+    assert M.didemo_scores([(1, 4), (1, 4)], [[(1, 4), (1, 4)], [(1, 4), (2, 2)]])["R@1"] == 0.5
     miss = M.didemo_scores([(2, 2), None], [annotators, annotators])
     assert miss["R@1"] == 0.0
-    assert miss["mIoU"] == pytest.approx(((1 / 3 + 1 / 4 + 1 / 4) / 3 + 0) / 2)
+    assert miss["mIoU"] == pytest.approx(((1 / 4 + 1 / 4 + 1 / 4) / 3 + 0) / 2)
     assert M.didemo_chunks((5.0, 25.0)) == (1, 4)
     assert M.didemo_chunks((0.0, 30.0)) == (0, 5)
 

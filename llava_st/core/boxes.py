@@ -97,10 +97,12 @@ class ImageFrame:
 def paired_box_iou(boxes1_xyxy: torch.Tensor, boxes2_xyxy: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
     """IoU of matched pairs: [..., 4] and [..., 4] xyxy -> [...]. No +1 pixel term; 0 for empty union.
 
-    torchvision's box_iou is all-pairs [N, M]; this is its diagonal without building the matrix.
+    torchvision's box_iou is all-pairs [N, M]; this is its diagonal without building the matrix. Computed
+    in float64 when both inputs are float64 (the metrics), else in float32.
     """
-    b1 = boxes1_xyxy.float()
-    b2 = boxes2_xyxy.float()
+    dtype = torch.float64 if boxes1_xyxy.dtype == boxes2_xyxy.dtype == torch.float64 else torch.float32
+    b1 = boxes1_xyxy.to(dtype)
+    b2 = boxes2_xyxy.to(dtype)
     lt = torch.maximum(b1[..., :2], b2[..., :2])
     rb = torch.minimum(b1[..., 2:], b2[..., 2:])
     inter = (rb - lt).clamp(min=0).prod(-1)

@@ -1,7 +1,23 @@
-"""Time spans as text: the one answer template, the one parser, the time instruction, snapping.
+"""Time spans: the one time contract, the one answer template, the one parser, the time instruction, snapping.
 
 Times are seconds (float) everywhere outside the model. Training targets, inference parsing and eval all
 go through `format_span` / `parse_span`, so the model is taught exactly what the parser reads.
+
+The time contract, from converters to scores:
+- A span (start, end) in seconds is closed: it holds the video frames k with start <= k / fps <= end.
+  A span over frames first..last (0-based, inclusive) is written (first / fps, last / fps)
+  (`frames_to_span`); its frames are read back with `span_to_frames` (nearest frame of each end), so
+  `span_to_frames(frames_to_span(a, b, fps), fps) == (a, b)`. Every converter writes spans so, and a
+  ground-truth box of frame k has t = k / fps (`frame_time`).
+- Training snaps a span to the sampled frames (`snap_span`) and marks the sampled frames inside it
+  (`span_frame_mask`, inclusive); the answer text is `format_span` of the snapped span.
+- A parsed answer's span is a tube's span (core.tube), and the tube's boxes are those of the sampled frames
+  inside it snapped (the frames training marked, despite the answer's 0.1-s rounding); eval turns the
+  span into frames with `span_to_frames`.
+- The metric presets (eval.metrics) read a ground-truth tube as the frames of its first and last box, and
+  a predicted one as `span_to_frames` of its span. Each published evaluator then takes spans as
+  end-exclusive frame intervals: [first, last + 1) for both (TubeDETR, HC-STVG's eval_hcvg.py), or
+  [first, last + 1) for the prediction and [first, last) for the ground truth (STCAT), as their code does.
 """
 
 import math
@@ -19,6 +35,26 @@ TIME_INSTRUCTION = (
     "The video lasts for {duration:.2f} seconds, and {num_frames} frames are uniformly sampled from it. "
     "These frames are located at {frame_times}.Please answer the following questions related to this video."
 )
+
+
+def frame_time(frame: int, fps: float) -> float:
+    """Seconds of 0-based video frame `frame` at `fps` frames per second (rounded to 0.1 ms)."""
+    return round(frame / fps, 4)
+
+
+def frames_to_span(first: int, last: int, fps: float) -> tuple:
+    """The span (seconds) of video frames first..last (0-based, inclusive): (first / fps, last / fps)."""
+    if last < first:
+        raise ValueError(f"span frames must have first <= last, got ({first!r}, {last!r})")
+    return (frame_time(first, fps), frame_time(last, fps))
+
+
+def span_to_frames(span, fps: float) -> Optional[tuple]:
+    """(start, end) seconds -> (first, last) 0-based inclusive frame indices (nearest frame of each end,
+    halves rounded to even as Python's round); None (no span) stays None."""
+    if span is None:
+        return None
+    return (int(round(float(span[0]) * fps)), int(round(float(span[1]) * fps)))
 
 
 def format_frame_times(frame_times: Sequence[float]) -> str:

@@ -17,7 +17,7 @@ import torch
 
 from .boxes import ImageFrame, cxcywh_to_xyxy, denormalize_xyxy, normalize_xyxy, xyxy_to_cxcywh
 from .boxtext import parse_boxes_text
-from .timespan import parse_span, span_frame_mask
+from .timespan import parse_span, snap_span, span_frame_mask
 
 
 def assemble_tube(
@@ -35,10 +35,14 @@ def assemble_tube(
     sampled frame (None for a model without a decoder), of the frame the model saw: `frame` says where
     the original lies in it (an image under upstream's "pad"); default: the whole original. video:
     {"path", "width", "height", "duration", "fps"} of the original video (pixels, seconds). span: an
-    already known span in seconds; otherwise it is parsed from `raw_text`. `box_norm` in the tube is
-    normalised to the original.
+    already known span in seconds, used as it is; otherwise it is parsed from `raw_text`, and the
+    tube's frames are the sampled frames inside that span snapped to them (core.timespan.snap_span), as
+    training marked the frames of the snapped span it wrote the answer from: the answer rounds times to
+    0.1 s, so the frames are exactly the taught ones whenever sampled frames lie more than 0.1 s apart.
+    The tube's span is the parsed one. `box_norm` in the tube is normalised to the original.
     """
     tube = {"query": query, "span": None, "frames": [], "video": dict(video), "raw_text": raw_text, "status": "ok"}
+    parsed_from_text = span is None
     if span is None:
         parsed = parse_span(raw_text, duration=video.get("duration"))
         if not parsed.ok:
@@ -47,6 +51,8 @@ def assemble_tube(
         span = parsed.span
     start, end = float(span[0]), float(span[1])
     tube["span"] = [start, end]
+    if parsed_from_text and len(frame_times):
+        start, end = snap_span(start, end, frame_times)
     if boxes_cxcywh is None:
         return tube
     if boxes_cxcywh.shape[0] != len(frame_times):

@@ -8,7 +8,8 @@ A record is one JSON object:
     conversations [{"from": "human", "value": "<image>\\n..."}, {"from": "gpt", "value": ...}, ...]
 grounding tasks add
     caption       the description (non-empty)
-    span          [t_s, t_e] seconds, 0 <= t_s < t_e <= duration (stvg, vtg; absent for rec)
+    span          [t_s, t_e] seconds, closed (core.timespan): 0 <= t_s <= t_e <= duration (a one-frame tube
+                  has t_s == t_e; stvg, vtg; absent for rec)
     boxes         [{"t": seconds, "xyxy": [x0, y0, x1, y1] pixels of the original frame}]
                   stvg: >= 1, every t inside the span; rec: exactly one with t = 0; vtg: none
     width, height frame size in pixels (stvg, rec)
@@ -226,8 +227,8 @@ def _check_span(span, duration, name, p) -> Optional[tuple]:
         return None
     start, end = float(span[0]), float(span[1])
     ok = True
-    if start >= end:
-        p.add(name, f"reversed or empty span [{start}, {end}] (needs t_s < t_e)")
+    if start > end:
+        p.add(name, f"reversed span [{start}, {end}] (needs t_s <= t_e)")
         ok = False
     if start < 0:
         p.add(name, f"starts before the video: t_s = {start} < 0")

@@ -1,26 +1,49 @@
 """Metric math for STVG, VTG and REC (pure functions, vectorised over frames and queries).
 
-The field's STVG evaluators disagree on two things, so both are explicit arguments here
-(`STVGConvention`), with the published evaluators as named presets (see ../shared/DATA-NOTES.md):
-- which frames count: every annotated frame at the dataset's fps, or frames resampled at `eval_fps`
-  (TubeDETR: 5 fps, at most 200 per video);
-- whether a span's end frame belongs to it (`end_inclusive`).
+STVG. Spans enter as frames under the time contract (core.timespan): a ground-truth tube is the frames
+of its first and last box, a predicted one `span_to_frames` of its span (clipped to the video's frames;
+a reversed span is read swapped), both (first, last) inclusive. The field's published evaluators then
+differ in three things, each a field of `STVGConvention`, and each preset reproduces one of them exactly:
 
-Per query, on the chosen frame grid (frame indices of the original video):
-    tIoU  = |gt span ∩ pred span| / |gt span ∪ pred span|   (frame counts on the original frame indices)
-    vIoU  = Σ_{grid frames in both spans} IoU(pred box, gt box) / |grid frames from min start to max end|
-    gt_vIoU = Σ_{grid frames with a gt box} IoU(pred box or nothing, gt box) / |grid frames with a gt box|
+- `hcstvg-official`: tzhhhh123/HC-STVG `eval_hcvg.py` (hcvg_eval). Every frame; all_frame = max(last)
+  - min(first) + 1; vIoU = sum of box IoUs on ground-truth frames where the tube has a box / all_frame;
+  tIoU = number of those frames / all_frame (so a span without boxes has tIoU 0).
+- `tubedetr`: antoyang/TubeDETR `datasets/hcstvg_eval.py` and `datasets/vidstg_eval.py`
+  (HCSTVGGiouEvaluator / VidSTGiouEvaluator). Frames from the segment's start (a record's `clip`; the
+  whole video but its last frame when there is none, as for HC-STVG), the first frame of each new
+  5-fps bin, then at most 200 of them; spans [first, last + 1) (its post-processor adds 1 to the
+  predicted end); tIoU of the two frame intervals; vIoU over the sampled frames of the union.
+- `stcat`: jy0205/STCAT `datasets/evaluation/hcstvg_eval.py` with `models/post_processor.py`. Every
+  frame; the prediction is [first, last + 1), the ground truth's inclusive [first, last] is used as
+  end-exclusive, so its last frame never counts in tIoU or vIoU (it does in gt_vIoU). A tube equal to
+  its ground truth of n frames therefore scores tIoU and vIoU (n - 1) / n under `stcat`, as STCAT's
+  evaluator gives.
+
+Per query, with G the ground-truth frames and P the predicted ones as the preset reads them:
+    tIoU    = |G ∩ P| / |G ∪ P|   (frame intervals; `hcstvg-official`: see above)
+    vIoU    = sum over evaluated frames in G ∩ P with a ground-truth box of IoU(pred box, gt box)
+              / evaluated frames from the earlier start to the later end
+    gt_vIoU = sum over evaluated frames of the ground truth with a box of IoU(tube box or nothing, gt box)
+              / their number (TubeDETR and STCAT also report it; their models put a box on every frame,
+              a tube has boxes only inside its span, so frames outside it count 0 here)
 m_tIoU, m_vIoU, gt_vIoU are means over queries; vIoU@R counts vIoU > R (strict). A query without a
-prediction (unparsable answer) scores 0 on every metric and still counts in the denominator.
+prediction (unparsable answer) scores 0 on every metric and still counts in the denominator. A tube's
+box at time t is the box of frame round(t * fps), and its box on a frame is linearly interpolated between
+those (held beyond the first and last, inside its span); a ground-truth frame has a box when an
+annotated box lies within half a frame step of it. Two zero-area boxes have IoU 0 here (TubeDETR's
+np_box_iou gives NaN, which makes its means NaN); ground-truth frames outside the video are not evaluated
+(the published evaluators assume there are none).
 Most of the cost of scoring is turning records' ground-truth box dicts into arrays: `prepare_stvg_gt`
 does it once per test set, and `score_stvg_many` takes its results in place of the records.
 
-VTG: R@1 at IoU m counts IoU >= m, mIoU is the mean top-1 IoU (seconds, continuous). REC: Acc@0.5 counts
-IoU >= 0.5 (pixel xyxy boxes, no +1 term). Boxes are pixel `xyxy` of the original frame everywhere here.
+VTG: R@1 at IoU m counts IoU >= m, mIoU is the mean top-1 IoU (seconds, continuous), as jayleicn/moment_detr
+`standalone_eval/eval.py` (compute_temporal_iou_batch_paired). DiDeMo: LisaAnne/LocalizingMoments
+`utils/eval.py` (see didemo_scores). REC: Acc@0.5 counts IoU >= 0.5 (pixel xyxy boxes, no +1 term).
+Boxes are pixel `xyxy` of the original frame everywhere here.
 """
 
 import math
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
@@ -29,45 +52,58 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..core.boxes import paired_box_iou, temporal_iou
+from ..core.boxes import paired_box_iou
+from ..core.timespan import span_to_frames
 
 
 @dataclass(frozen=True)
 class STVGConvention:
-    """How an STVG evaluator counts frames.
+    """How an STVG evaluator picks frames and reads spans (see the module docstring).
 
-    frames: "annotated" (every frame of the original video at the dataset's fps) or "resampled" (frames
-    taken every fps / eval_fps frames, then at most `max_frames` of them uniformly).
-    end_inclusive: True when a span's end frame belongs to the span; False reproduces evaluators that
-    build inclusive ground-truth bounds and then treat the end as exclusive.
+    frames: "annotated" (every frame of the video) or "resampled" (TubeDETR: from the segment's first
+    frame, the first frame of each new bin floor(frame * eval_fps / fps); then, when more than
+    `max_frames`, frame_ids[j * n // max_frames] for j < max_frames).
+    gt_includes_last: False reproduces STCAT, which uses the ground truth's inclusive [first, last] as
+    an end-exclusive interval in tIoU and vIoU. Predictions are [first, last + 1) in every preset.
+    tiou: "interval" (|G ∩ P| / |G ∪ P| of the frame intervals) or "boxed" (HC-STVG's eval_hcvg.py:
+    ground-truth frames with a box where the tube has a box, over all frames from min start to max end).
+    evaluator: the published code the preset reproduces.
     """
 
     name: str
     frames: str = "annotated"
     eval_fps: Optional[float] = None
     max_frames: Optional[int] = None
-    end_inclusive: bool = True
+    gt_includes_last: bool = True
+    tiou: str = "interval"
+    evaluator: str = ""
 
     def __post_init__(self):
         if self.frames not in ("annotated", "resampled"):
             raise ValueError(f"frames must be 'annotated' or 'resampled', got {self.frames!r}")
         if self.frames == "resampled" and not (self.eval_fps and self.eval_fps > 0):
             raise ValueError(f"frames='resampled' needs eval_fps > 0, got {self.eval_fps!r}")
+        if self.tiou not in ("interval", "boxed"):
+            raise ValueError(f"tiou must be 'interval' or 'boxed', got {self.tiou!r}")
 
     def describe(self) -> str:
-        frames = "every annotated frame" if self.frames == "annotated" else f"frames resampled at {self.eval_fps:g} fps"
+        frames = "every frame" if self.frames == "annotated" else f"frames resampled at {self.eval_fps:g} fps"
         if self.max_frames:
             frames += f" (at most {self.max_frames})"
-        return f"{self.name}: {frames}; span ends {'inclusive' if self.end_inclusive else 'exclusive'}"
+        gt = "[first, last + 1)" if self.gt_includes_last else "[first, last)"
+        text = f"{self.name}: {frames}; prediction [first, last + 1), ground truth {gt}"
+        return text + (f"; reproduces {self.evaluator}" if self.evaluator else "")
 
 
-# antoyang/TubeDETR datasets/{vidstg,hcstvg}_eval.py: 5 fps, cap 200; its exclusive `tube_end_frame` is one
-# past the last ground-truth frame, i.e. the last frame counts (inclusive on last-frame indices).
-TUBEDETR = STVGConvention("tubedetr", frames="resampled", eval_fps=5.0, max_frames=200, end_inclusive=True)
-# tzhhhh123/HC-STVG eval_hcvg.py: every frame, inclusive, all_frame = max(end) - min(start) + 1.
-HCSTVG_OFFICIAL = STVGConvention("hcstvg-official", frames="annotated", end_inclusive=True)
-# jy0205/STCAT, HengLan/CGSTVG: every frame, inclusive bounds used as exclusive (last gt frame never counts).
-STCAT = STVGConvention("stcat", frames="annotated", end_inclusive=False)
+TUBEDETR = STVGConvention(
+    "tubedetr", frames="resampled", eval_fps=5.0, max_frames=200,
+    evaluator="antoyang/TubeDETR datasets/hcstvg_eval.py, datasets/vidstg_eval.py @ d70c0ee",
+)
+HCSTVG_OFFICIAL = STVGConvention("hcstvg-official", tiou="boxed", evaluator="tzhhhh123/HC-STVG eval_hcvg.py @ 94ab6e9")
+STCAT = STVGConvention(
+    "stcat", gt_includes_last=False,
+    evaluator="jy0205/STCAT datasets/evaluation/hcstvg_eval.py, models/post_processor.py @ 400f548",
+)
 CONVENTIONS = {c.name: c for c in (TUBEDETR, HCSTVG_OFFICIAL, STCAT)}
 
 STVG_THRESHOLDS = (0.3, 0.5)
@@ -77,82 +113,23 @@ VTG_THRESHOLDS = (0.3, 0.5, 0.7)
 # ----------------------------------------------------------------------------------------------- STVG
 
 
-def _in_span(frame_ids: np.ndarray, span, end_inclusive: bool) -> np.ndarray:
-    if span is None:
-        return np.zeros(frame_ids.shape, dtype=bool)
-    start, end = span
-    return (frame_ids >= start) & ((frame_ids <= end) if end_inclusive else (frame_ids < end))
+def grid_frame_ids(total_frames: int, fps: float, convention: STVGConvention, segment: Optional[tuple] = None) -> np.ndarray:
+    """int [N] ascending frame indices of a `total_frames`-frame video at `fps` that the convention evaluates.
 
-
-def frame_span_tiou(gt_span, pred_span, end_inclusive: bool = True) -> float:
-    """tIoU of two spans of frame indices (start, end); 0 when either is None or they do not overlap."""
-    if gt_span is None or pred_span is None:
-        return 0.0
-    extra = 1 if end_inclusive else 0
-    inter = min(gt_span[1], pred_span[1]) - max(gt_span[0], pred_span[0]) + extra
-    if inter <= 0:
-        return 0.0
-    union = (gt_span[1] - gt_span[0] + extra) + (pred_span[1] - pred_span[0] + extra) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
-def stvg_query_scores(
-    frame_ids: np.ndarray,
-    gt_span,
-    pred_span,
-    gt_boxes: np.ndarray,
-    pred_boxes: np.ndarray,
-    end_inclusive: bool = True,
-) -> Dict[str, float]:
-    """tIoU, vIoU and gt_vIoU of one query (see the module docstring).
-
-    frame_ids: int [N] the grid frames (indices of the original video). gt_span, pred_span: (start, end)
-    frame indices, or None (no prediction). gt_boxes, pred_boxes: float [N, 4] pixel xyxy on the grid,
-    NaN where there is no box.
+    segment: (first, last) inclusive frames of the part of the video evaluated (a record's `clip`), used by
+    "resampled" (TubeDETR takes range(start_frame, end_frame); without a segment, HC-STVG's 0 ..
+    total_frames - 2: its end_frame is frame_count - 1, excluded).
     """
-    frame_ids = np.asarray(frame_ids)
-    gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
-    pred_boxes = np.asarray(pred_boxes, dtype=np.float64).reshape(-1, 4)
-    has_gt = np.isfinite(gt_boxes).all(1)
-    both = has_gt & np.isfinite(pred_boxes).all(1)
-    iou = np.zeros(frame_ids.shape[0])
-    if both.any():
-        iou[both] = paired_box_iou(torch.from_numpy(pred_boxes[both]), torch.from_numpy(gt_boxes[both])).double().numpy()
-    return _stvg_scores_from_iou(frame_ids, gt_span, pred_span, has_gt, iou, end_inclusive)
-
-
-def _stvg_scores_from_iou(frame_ids, gt_span, pred_span, has_gt, iou, end_inclusive: bool) -> Dict[str, float]:
-    """The metrics of one query from its per-grid-frame box IoU [N] (0 where a box is missing)."""
-    in_gt = _in_span(frame_ids, gt_span, end_inclusive)
-    gt_frames = in_gt & has_gt
-    gt_viou = float(iou[gt_frames].sum() / max(int(gt_frames.sum()), 1))
-    if pred_span is None:
-        return {"tiou": 0.0, "viou": 0.0, "gt_viou": gt_viou}
-    in_pred = _in_span(frame_ids, pred_span, end_inclusive)
-    hull = (min(gt_span[0], pred_span[0]), max(gt_span[1], pred_span[1]))
-    union = int(_in_span(frame_ids, hull, end_inclusive).sum())
-    viou = float(iou[in_gt & in_pred].sum() / max(union, 1))
-    return {"tiou": frame_span_tiou(gt_span, pred_span, end_inclusive), "viou": viou, "gt_viou": gt_viou}
-
-
-def grid_frame_ids(total_frames: int, fps: float, convention: STVGConvention) -> np.ndarray:
-    """int [N] frame indices of a `total_frames`-frame video at `fps` that the convention evaluates."""
     if convention.frames == "annotated":
-        ids = np.arange(total_frames, dtype=np.int64)
-    else:
-        step = fps / convention.eval_fps
-        ids = np.unique(np.floor(np.arange(0, total_frames / step) * step).astype(np.int64))
-        ids = ids[ids < total_frames]
-    if convention.max_frames and ids.shape[0] > convention.max_frames:
-        ids = ids[np.linspace(0, ids.shape[0] - 1, convention.max_frames).astype(np.int64)]
+        return np.arange(total_frames, dtype=np.int64)
+    start, stop = (0, total_frames - 1) if segment is None else (segment[0], segment[1] + 1)
+    frames = np.arange(start, max(stop, start + 1), dtype=np.int64)
+    bins = np.floor(frames * (convention.eval_fps / fps))  # int(frame_id * sampling_rate), frames >= 0
+    ids = frames[np.r_[True, bins[1:] > bins[:-1]]]
+    n = ids.shape[0]
+    if convention.max_frames and n > convention.max_frames:
+        ids = ids[np.arange(convention.max_frames) * n // convention.max_frames]
     return ids
-
-
-def seconds_to_frame_span(span, fps: float):
-    """(start, end) seconds -> (start, end) frame indices (nearest frame); None stays None."""
-    if span is None:
-        return None
-    return (int(round(float(span[0]) * fps)), int(round(float(span[1]) * fps)))
 
 
 def boxes_on_grid(times: Sequence[float], boxes_xyxy, grid_times: np.ndarray, span=None, interpolate: bool = True) -> np.ndarray:
@@ -247,7 +224,8 @@ class STVGGroundTruth:
     """One STVG record's ground truth as arrays, for any convention (made by `prepare_stvg_gt`).
 
     fps; total: frames in the video (duration x fps, rounded); span: (first, last) frame indices
-    (gt_frame_span). For the video frames first_frame, first_frame + 1, ... (the span within [0, total)):
+    (gt_frame_span); segment: the record's `clip` as (first, last) frames, or None. For the video frames
+    first_frame, first_frame + 1, ... (the span within [0, total)):
     boxes float [M, 4] pixel xyxy of the annotated box nearest in time; dist float [M] seconds from the
     frame's time to that box's time, inf where that box is not finite or the record has no boxes (its
     boxes are then meaningless). A grid frame has a ground-truth box when dist <= half the grid step
@@ -257,6 +235,7 @@ class STVGGroundTruth:
     fps: float
     total: int
     span: Optional[tuple]
+    segment: Optional[tuple]
     first_frame: int
     boxes: np.ndarray
     dist: np.ndarray
@@ -280,7 +259,8 @@ def _prepare_batch(records: List[dict]) -> List[STVGGroundTruth]:
     # gt_frame_span: the frames of the first and last box (times are sorted), else those of the span.
     edge_times = times[np.stack([bounds[:-1], bounds[1:] - 1], axis=1)[has]]  # [records with boxes, 2]
     edges = iter(np.rint(edge_times * np.array(fps)[has, None]).tolist())
-    spans = [tuple(map(int, next(edges))) if n else seconds_to_frame_span(r["span"], f) for r, f, n in zip(records, fps, counts.tolist())]
+    spans = [tuple(map(int, next(edges))) if n else span_to_frames(r["span"], f) for r, f, n in zip(records, fps, counts.tolist())]
+    segments = [span_to_frames(r["clip"], f) if r.get("clip") is not None else None for r, f in zip(records, fps)]
     # The frames of each span within the video, end to end, and the nearest box of each.
     first = [0 if s is None else max(s[0], 0) for s in spans]
     sizes = np.array([0 if s is None else max(min(s[1], t - 1) + 1 - f, 0) for s, t, f in zip(spans, totals, first)], dtype=np.int64)
@@ -294,27 +274,26 @@ def _prepare_batch(records: List[dict]) -> List[STVGGroundTruth]:
     dist[~_finite_rows(frame_boxes)] = np.inf
     rows = np.cumsum(np.r_[0, sizes]).tolist()
     return [
-        STVGGroundTruth(f, t, s, f0, frame_boxes[r0:r1], dist[r0:r1])
-        for f, t, s, f0, r0, r1 in zip(fps, totals, spans, first, rows[:-1], rows[1:])
+        STVGGroundTruth(f, t, s, g, f0, frame_boxes[r0:r1], dist[r0:r1])
+        for f, t, s, g, f0, r0, r1 in zip(fps, totals, spans, segments, first, rows[:-1], rows[1:])
     ]
 
 
 @dataclass
 class _Grid:
-    """A convention's grid for one video length and fps: ids int [N] ascending frame indices, times float
-    [N] seconds (ids / fps), both also as lists (for bisect), half_step seconds (_half_step)."""
+    """A convention's grid for one video length, fps and segment: ids int [N] ascending frame indices (also
+    as a list, for bisect), times float [N] seconds (ids / fps), half_step seconds (_half_step)."""
 
     ids: np.ndarray
     times: np.ndarray
     id_list: list
-    time_list: list
     half_step: float
 
     @classmethod
-    def build(cls, total: int, fps: float, convention: STVGConvention) -> "_Grid":
-        ids = grid_frame_ids(total, fps, convention)
+    def build(cls, total: int, fps: float, convention: STVGConvention, segment: Optional[tuple] = None) -> "_Grid":
+        ids = grid_frame_ids(total, fps, convention, segment)
         times = ids / fps
-        return cls(ids, times, ids.tolist(), times.tolist(), _half_step(times))
+        return cls(ids, times, ids.tolist(), _half_step(times))
 
     def positions(self, start: int, stop: int) -> Tuple[int, int]:
         """Positions [a, b) on the grid of its frames start <= frame < stop."""
@@ -324,38 +303,56 @@ class _Grid:
 
 @dataclass
 class _Query:
-    """One query on its grid, by positions [start, stop) of grid frames: `window` those inside the
-    ground-truth span (the only frames any of its sums runs over), `boxed` those of the window where the tube
-    has a box (inside its frame-rounded span, in seconds +-1e-6), `in_pred` those of the window inside the
-    predicted span; `hull`: how many grid frames lie from the earlier start to the later end."""
+    """One query on its grid, by positions [start, stop) of grid frames: `window` those of the ground truth
+    (first .. last, every sum runs over them only), `boxed` those of the window where the tube has a box
+    (inside its predicted frames), `in_pred` those of the window in G ∩ P (the frames vIoU sums over);
+    `hull`: how many evaluated frames lie from the earlier start to the later end; `tiou` (None when the
+    preset counts boxed frames, computed with the boxes)."""
 
     grid: _Grid
     gt: STVGGroundTruth
     tube: Optional[dict]
-    pred_span: Optional[tuple]  # (first, last) frame indices; None = no prediction
+    pred_span: Optional[tuple]  # (first, last) inclusive frame indices; None = no prediction
     window: Tuple[int, int]
     boxed: Tuple[int, int]
     in_pred: Tuple[int, int]
     hull: int
+    tiou: Optional[float]
 
     @classmethod
-    def build(cls, gt: STVGGroundTruth, tube: Optional[dict], grid: _Grid, end_inclusive: bool) -> "_Query":
-        extra = 1 if end_inclusive else 0
-        a, b = (0, 0) if gt.span is None else grid.positions(gt.span[0], gt.span[1] + extra)
-        pred_span = seconds_to_frame_span(None if tube is None else tube.get("span"), gt.fps)
+    def build(cls, gt: STVGGroundTruth, tube: Optional[dict], grid: _Grid, convention: STVGConvention) -> "_Query":
+        a, b = (0, 0) if gt.span is None else grid.positions(gt.span[0], gt.span[1] + 1)
+        pred_span = predicted_frames(tube, gt.total, gt.fps)
         if pred_span is None:
-            return cls(grid, gt, tube, None, (a, b), (a, a), (a, a), 0)
+            return cls(grid, gt, tube, None, (a, b), (a, a), (a, a), 0, 0.0)
 
         def within(start, stop):
             start = min(max(a, start), b)
             return start, max(start, min(b, stop))
 
-        # Tube boxes fill the grid frames of the frame-rounded span, the same frames its tIoU counts.
-        lo, hi = pred_span[0] / gt.fps - 1e-6, pred_span[1] / gt.fps + 1e-6
-        boxed = within(bisect_left(grid.time_list, lo), bisect_right(grid.time_list, hi)) if tube.get("frames") else (a, a)
-        hull = grid.positions(min(gt.span[0], pred_span[0]), max(gt.span[1], pred_span[1]) + extra)
-        in_pred = within(*grid.positions(pred_span[0], pred_span[1] + extra))
-        return cls(grid, gt, tube, pred_span, (a, b), boxed, in_pred, hull[1] - hull[0])
+        # End-exclusive intervals as the evaluators build them: G = [gs, ge), P = [ps, pe).
+        gs, ge = gt.span[0], gt.span[1] + (1 if convention.gt_includes_last else 0)
+        ps, pe = pred_span[0], pred_span[1] + 1
+        boxed = within(*grid.positions(ps, pe)) if tube.get("frames") else (a, a)
+        in_pred = within(*grid.positions(max(gs, ps), min(ge, pe)))
+        lo, hi = min(gs, ps), max(ge, pe)
+        hull = hi - lo if convention.frames == "annotated" else grid.positions(lo, hi)[1] - grid.positions(lo, hi)[0]
+        tiou = None
+        if convention.tiou == "interval":
+            inter = min(ge, pe) - max(gs, ps)
+            tiou = 0.0 if inter <= 0 else inter / ((ge - gs) + (pe - ps) - inter)
+        return cls(grid, gt, tube, pred_span, (a, b), boxed, in_pred, hull, tiou)
+
+
+def predicted_frames(tube: Optional[dict], total: int, fps: float) -> Optional[tuple]:
+    """A tube's span as (first, last) inclusive frame indices of a `total`-frame video at `fps`
+    (core.timespan.span_to_frames, read swapped if reversed, clipped to frames 0 .. total - 1); None when
+    the tube has no span."""
+    frames = span_to_frames(None if tube is None else tube.get("span"), fps)
+    if frames is None:
+        return None
+    first, last = sorted(frames)
+    return (min(max(first, 0), total - 1), min(max(last, 0), total - 1))
 
 
 def _window_ious(queries: List[_Query]):
@@ -380,8 +377,9 @@ def _window_ious(queries: List[_Query]):
     k = 0
     for (q, _), n, t0, t1 in zip(boxed, lengths, bounds[:-1].tolist(), bounds[1:].tolist()):
         on_grid = slice(*q.boxed)
+        at_frames = np.rint(times[t0:t1] * q.gt.fps) / q.gt.fps  # a box at time t is frame round(t * fps)'s
         for c in range(4):
-            pred[c, k : k + n] = np.interp(q.grid.times[on_grid], times[t0:t1], boxes[t0:t1, c])
+            pred[c, k : k + n] = np.interp(q.grid.times[on_grid], at_frames, boxes[t0:t1, c])
         gt[k : k + n] = q.gt.boxes[q.grid.ids[on_grid] - q.gt.first_frame]
         k += n
     at = _ranges([start + q.boxed[0] - q.window[0] for q, start in boxed], lengths)  # their window positions
@@ -392,22 +390,32 @@ def _window_ious(queries: List[_Query]):
     return iou, has_gt, starts
 
 
-def _score_queries(queries: List[_Query], end_inclusive: bool) -> List[Dict[str, float]]:
-    """tIoU, vIoU, gt_vIoU of each query (as _stvg_scores_from_iou, on its window frames only)."""
+def _score_queries(queries: List[_Query]) -> List[Dict[str, float]]:
+    """tIoU, vIoU, gt_vIoU of each query, from the box IoUs on its window frames."""
     iou, has_gt, starts = _window_ious(queries)
     gt_iou = iou[has_gt]
     gt_before = np.r_[0, np.cumsum(has_gt)]  # ground-truth frames before each window position
     ends = starts + np.array([q.window[1] - q.window[0] for q in queries], dtype=np.int64)
     scores = []
     for q, start, g0, g1 in zip(queries, starts.tolist(), gt_before[starts].tolist(), gt_before[ends].tolist()):
-        gt_viou = float(gt_iou[g0:g1].sum() / max(g1 - g0, 1))
+        gt_viou = _sum(gt_iou[g0:g1]) / max(g1 - g0, 1)
         if q.pred_span is None:
             scores.append({"tiou": 0.0, "viou": 0.0, "gt_viou": gt_viou})
             continue
-        both = iou[start + q.in_pred[0] - q.window[0] : start + q.in_pred[1] - q.window[0]]
-        viou = float(both.sum() / max(q.hull, 1))
-        scores.append({"tiou": frame_span_tiou(q.gt.span, q.pred_span, end_inclusive), "viou": viou, "gt_viou": gt_viou})
+        offset = start - q.window[0]
+        viou = _sum(iou[offset + q.in_pred[0] : offset + q.in_pred[1]]) / max(q.hull, 1)
+        tiou = q.tiou
+        if tiou is None:  # eval_hcvg.py: ground-truth frames with a box where the tube has one, / all_frame
+            all_frame = max(q.gt.span[1], q.pred_span[1]) - min(q.gt.span[0], q.pred_span[0]) + 1
+            tiou = int(has_gt[offset + q.boxed[0] : offset + q.boxed[1]].sum()) / all_frame
+        scores.append({"tiou": float(tiou), "viou": viou, "gt_viou": gt_viou})
     return scores
+
+
+def _sum(values: np.ndarray) -> float:
+    """Sum left to right, as the published evaluators' loops add (np.sum adds pairwise, which can put a
+    vIoU of exactly 0.5 on the other side of a threshold)."""
+    return float(np.cumsum(values)[-1]) if values.size else 0.0
 
 
 def score_stvg_many(pairs: Iterable, convention: STVGConvention = HCSTVG_OFFICIAL, batch: int = 1024) -> List[Dict[str, float]]:
@@ -424,10 +432,11 @@ def score_stvg_many(pairs: Iterable, convention: STVGConvention = HCSTVG_OFFICIA
     queries = []
     for gt, tube in pairs:
         gt = gt if isinstance(gt, STVGGroundTruth) else next(prepared)
-        if (gt.total, gt.fps) not in grids:
-            grids[gt.total, gt.fps] = _Grid.build(gt.total, gt.fps, convention)
-        queries.append(_Query.build(gt, tube, grids[gt.total, gt.fps], convention.end_inclusive))
-    return [s for i in range(0, len(queries), batch) for s in _score_queries(queries[i : i + batch], convention.end_inclusive)]
+        key = (gt.total, gt.fps, gt.segment if convention.frames == "resampled" else None)
+        if key not in grids:
+            grids[key] = _Grid.build(gt.total, gt.fps, convention, key[2])
+        queries.append(_Query.build(gt, tube, grids[key], convention))
+    return [s for i in range(0, len(queries), batch) for s in _score_queries(queries[i : i + batch])]
 
 
 def score_stvg(record: dict, tube: Optional[dict], convention: STVGConvention = HCSTVG_OFFICIAL) -> Dict[str, float]:
@@ -442,16 +451,15 @@ def score_stvg(record: dict, tube: Optional[dict], convention: STVGConvention = 
 
 def _gt_frame_span(record: dict, fps: float, gt_t: np.ndarray):
     if gt_t.size == 0:
-        return seconds_to_frame_span(record["span"], fps)
+        return span_to_frames(record["span"], fps)
     frames = np.rint(gt_t * fps)
     return (int(frames.min()), int(frames.max()))
 
 
 def gt_frame_span(record: dict, fps: float):
-    """Ground-truth (first, last) frame indices: those of the first and last annotated box, as the field's
-    evaluators take them (TubeDETR's tube frames, HC-STVG's st_frame + box count), so that converters
-    writing the span end as the last frame's time or as the end of its interval agree; from `span`
-    (seconds) when the record has no boxes."""
+    """Ground-truth (first, last) inclusive frame indices: those of the first and last annotated box, as the
+    field's evaluators take them (TubeDETR's tube frames, HC-STVG's bbox frames); from `span` (seconds,
+    core.timespan.span_to_frames) when the record has no boxes. Under the time contract both agree."""
     boxes = record.get("boxes") or []
     return _gt_frame_span(record, fps, np.array([float(b["t"]) for b in boxes], dtype=np.float64))
 
@@ -479,20 +487,28 @@ def _spans_array(spans) -> np.ndarray:
 
 
 def vtg_ious(pred_spans, gt_spans) -> np.ndarray:
-    """float [Q] top-1 IoU of predicted and ground-truth spans (seconds); a None prediction scores 0."""
+    """float [Q] top-1 IoU of predicted and ground-truth spans (seconds); a None prediction scores 0.
+
+    As jayleicn/moment_detr standalone_eval/utils.py compute_temporal_iou_batch_paired (@ b7e553a): the
+    intersection over the hull of the two spans (the union when they overlap, and 0 when they do not),
+    0 when the hull is empty, computed the same way so thresholds hit exactly agree.
+    """
     pred = _spans_array(pred_spans)
     gt = _spans_array(gt_spans)
     missing = ~np.isfinite(pred).all(1)
     pred[missing] = 0.0
-    iou = temporal_iou(torch.from_numpy(pred), torch.from_numpy(gt)).numpy()
+    inter = np.maximum(0, np.minimum(pred[:, 1], gt[:, 1]) - np.maximum(pred[:, 0], gt[:, 0]))
+    hull = np.maximum(pred[:, 1], gt[:, 1]) - np.minimum(pred[:, 0], gt[:, 0])
+    iou = np.divide(inter, hull, out=np.zeros_like(inter), where=hull != 0)
     iou[missing] = 0.0
     return iou
 
 
 def summarize_vtg(ious, thresholds: Sequence[float] = VTG_THRESHOLDS) -> Dict[str, float]:
-    """R@1 at IoU m (>=) for m in thresholds, mIoU and n, from per-query top-1 IoUs [Q]."""
+    """R@1 at IoU m (IoU >= m, as moment_detr's compute_mr_r1) for m in thresholds, mIoU and n, from
+    per-query top-1 IoUs [Q]."""
     ious = np.asarray(ious, dtype=np.float64)
-    out = {f"R@1,IoU={m:g}": _mean(ious >= m - 1e-12) if ious.size else math.nan for m in thresholds}
+    out = {f"R@1,IoU={m:g}": _mean(ious >= m) if ious.size else math.nan for m in thresholds}
     out["mIoU"] = _mean(ious)
     out["n"] = int(ious.size)
     return out
@@ -508,12 +524,15 @@ def didemo_chunks(span, chunk_seconds: float = 5.0, num_chunks: int = 6):
 
 
 def didemo_scores(pred_chunks, annotator_chunks: List[Sequence]) -> Dict[str, float]:
-    """DiDeMo (LisaAnne/LocalizingMoments utils/eval.py) with one prediction per query.
+    """DiDeMo as LisaAnne/LocalizingMoments utils/eval.py (eval_predictions, @ b6a555c), one prediction
+    per query.
 
     pred_chunks: [Q] inclusive chunk spans (s, e) or None. annotator_chunks: [Q] lists of annotators'
     inclusive chunk spans. IoU = (min end + 1 - max start) / (max end + 1 - min start); per query the
-    best 3 annotators' IoUs are averaged; R@1 counts queries whose prediction equals an annotator's span
-    (the mean of the best 3 ranks is <= 1 only then).
+    best 3 annotators' IoUs are averaged (mIoU). R@1: the official rule averages the rank of each of the
+    best 3 annotators' moments in the ranked prediction and needs that mean <= 1, so the top prediction
+    must equal the moment of 3 annotators (of all of them when there are fewer than 3). A query without a
+    prediction scores 0.
     """
     r1, miou = [], []
     for pred, annotators in zip(pred_chunks, annotator_chunks):
@@ -522,10 +541,11 @@ def didemo_scores(pred_chunks, annotator_chunks: List[Sequence]) -> Dict[str, fl
             miou.append(0.0)
             continue
         gt = np.asarray(annotators, dtype=np.float64).reshape(-1, 2)
-        inter = np.clip(np.minimum(gt[:, 1], pred[1]) + 1 - np.maximum(gt[:, 0], pred[0]), 0, None)
+        inter = np.maximum(0, np.minimum(gt[:, 1], pred[1]) + 1 - np.maximum(gt[:, 0], pred[0]))
         union = np.maximum(gt[:, 1], pred[1]) + 1 - np.minimum(gt[:, 0], pred[0])
-        miou.append(float(np.sort(inter / union)[-3:].mean()))
-        r1.append(float(any(tuple(map(int, g)) == tuple(pred) for g in gt)))
+        miou.append(float(np.mean(np.sort(inter / union)[-3:])))
+        agree = sum(tuple(map(int, g)) == tuple(pred) for g in gt)
+        r1.append(float(agree >= min(3, len(gt))))
     return {"R@1": _mean(np.array(r1)), "mIoU": _mean(np.array(miou)), "n": len(r1)}
 
 

@@ -194,12 +194,12 @@ def frame_range(begin, end, frame_count: int, field: str, begin_key: str, end_ke
 
 
 def closed_span(first: int, last: int, fps: float, field: str) -> tuple:
-    """frames_to_span(first, last, fps), refused (BadEntry) when of zero length: one frame, or an fps so
-    high that the two ends round to the same 0.1 ms."""
-    if last <= first:
-        raise BadEntry(field, "a tube of one frame (zero-length span)", [first, last])
+    """frames_to_span(first, last, fps) of frames first..last (a one-frame tube has start == end), refused
+    (BadEntry) when reversed, or when an fps so high that two frames' ends round to the same 0.1 ms."""
+    if last < first:
+        raise BadEntry(field, "reversed frames (last before first)", [first, last])
     span = frames_to_span(first, last, fps)
-    if not span[0] < span[1]:
+    if last > first and not span[0] < span[1]:
         raise BadEntry("fps", "too high: the span rounds to zero length", fps)
     return span
 

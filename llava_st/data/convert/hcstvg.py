@@ -12,8 +12,7 @@ so the tube covers 0-based frames first = st_frame-1 ... last = first+len(bbox)-
 does, the span comes from those frames (not st_time/ed_time), by the time contract of core.timespan:
 span = frames_to_span(first, last, fps) = [first/fps, last/fps] seconds, each box of frame f has
 t = f/fps. Frames past the clip (f >= img_num, t >= 20 s) are cut off, and boxes are clipped to the frame
-(a box with nothing left is dropped, the sample kept). A tube of one frame has a zero-length span, which
-the schema refuses: it is dropped.
+(a box with nothing left is dropped, the sample kept). A tube of one frame has start == end.
 
 TubeDETR's preprocessing (antoyang/TubeDETR preproc/preproc_hcstvg.py) uses st_frame itself as a 0-based
 frame index, one frame later than this converter's 1-based reading; scores of a record against itself are
