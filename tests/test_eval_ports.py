@@ -482,14 +482,40 @@ def _vidstg_tubedetr_file(path, rng, n=60):
     return str(path)
 
 
+def _vidstg_original_files(folder, rng, n=30):
+    """Random VidSTG annotations in the original form (exclusive end_fid) and their VidOR files, nested as
+    VidOR ships them (annotation/<split>/<group>/<file>.json, keyed by the video_id inside)."""
+    items = []
+    for i in range(n):
+        fps = float(rng.choice([25.0, 29.97, 30.0]))
+        frame_count = int(rng.integers(60, 900))
+        start, end = int(rng.integers(0, frame_count // 3)), int(rng.integers(2 * frame_count // 3, frame_count + 1))
+        t0 = int(rng.integers(start, end - 1))
+        t1 = int(rng.integers(t0 + 1, end + 1))
+        box = [{"xmin": 10 + f % 40, "ymin": 20, "xmax": 60 + f % 40, "ymax": 90} for f in range(frame_count)]
+        trajectories = [[{"tid": 0, "bbox": b}] for b in box]
+        group = folder / "annotation" / "training" / f"{i % 3:04d}"
+        group.mkdir(parents=True, exist_ok=True)
+        (group / f"file{i}.json").write_text(json.dumps({"video_id": f"vid{i}", "video_path": f"{i % 3:04d}/vid{i}.mp4",
+                                                         "trajectories": trajectories}))
+        items.append({"vid": f"vid{i}", "fps": fps, "frame_count": frame_count, "width": 640, "height": 480,
+                      "used_segment": {"begin_fid": start, "end_fid": end}, "temporal_gt": {"begin_fid": t0, "end_fid": t1},
+                      "subject/objects": [{"tid": 0, "category": "adult"}],
+                      "captions": [{"description": "An adult walks.", "type": "adult", "target_id": 0}], "questions": []})
+    (folder / "ann.json").write_text(json.dumps(items))
+    return str(folder / "ann.json"), str(folder / "annotation")
+
+
 def _converted(tmp_path):
-    from llava_st.data.convert import Drops, convert_hcstvg, convert_vidstg_tubedetr
+    """Records of every STVG converter, converted from random files in its official format."""
+    from llava_st.data.convert import Drops, convert_hcstvg, convert_vidstg, convert_vidstg_tubedetr
 
     rng = np.random.default_rng(11)
     hc = list(convert_hcstvg(_hcstvg_file(tmp_path / "hc.json", rng), drops=Drops()))
     vid = list(convert_vidstg_tubedetr(_vidstg_tubedetr_file(tmp_path / "vid.json", rng), drops=Drops()))
-    assert len(hc) == 60 and len(vid) == 60
-    return hc + vid
+    original = list(convert_vidstg(*_vidstg_original_files(tmp_path / "vidstg", rng), drops=Drops()))
+    assert len(hc) == 60 and len(vid) == 60 and len(original) == 30
+    return hc + vid + original
 
 
 def test_a_tube_equal_to_its_converted_record_scores_1(tmp_path):
