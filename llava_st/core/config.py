@@ -57,6 +57,12 @@ class STConfig:
         return {prefix + k: v for k, v in asdict(self).items()}
 
     @classmethod
+    def pop_from(cls, kwargs: dict, prefix: str = "st_") -> "STConfig":
+        """The options given in `kwargs` as `st_<name>` (removed from it; the others get their defaults),
+        validated: what a host config's __init__ takes, so no host lists the options again."""
+        return cls(**{f.name: kwargs.pop(prefix + f.name) for f in fields(cls) if prefix + f.name in kwargs})
+
+    @classmethod
     def from_object(cls, obj, prefix: str = "st_") -> "STConfig":
         """Read the options back from attributes (a transformers config, an argparse namespace)."""
         kwargs = {}
@@ -64,6 +70,17 @@ class STConfig:
             if hasattr(obj, prefix + f.name):
                 kwargs[f.name] = getattr(obj, prefix + f.name)
         return cls(**kwargs)
+
+
+def check_query_token_ids(ids, num_queries: int):
+    """The ids of the query tokens <r_0> ... <r_N> (N = num_queries: N_v video queries + the terminal image
+    query) as ints, or None before the tokens were added; ValueError when there are not N + 1 of them."""
+    if ids is None:
+        return None
+    ids = [int(i) for i in ids]
+    if len(ids) != num_queries + 1:
+        raise ValueError(f"st_query_token_ids must hold st_num_queries + 1 = {num_queries + 1} ids, got {len(ids)}")
+    return ids
 
 
 # Frames per video a grounder samples at most when the model has no video queries (query_mode "none",

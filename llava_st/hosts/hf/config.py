@@ -3,7 +3,7 @@ flat `st_*` attributes, and the ids of the query tokens <r_0> ... <r_N>."""
 
 from transformers import LlavaOnevisionConfig
 
-from ...core.config import STConfig
+from ...core.config import STConfig, check_query_token_ids
 
 MODEL_TYPE = "llava_st_onevision"
 
@@ -19,46 +19,20 @@ class LlavaSTOnevisionConfig(LlavaOnevisionConfig):
 
     model_type = MODEL_TYPE
 
-    def __init__(
-        self,
-        st_num_queries: int = 64,
-        st_query_mode: str = "interleave",
-        st_dual_cross_attention: bool = True,
-        st_decoder_residual: bool = False,
-        st_decoder_projections: bool = False,
-        st_head_layers: int = 3,
-        st_head_hidden: int = 0,
-        st_lambda_time: float = 1.0,
-        st_lambda_space: float = 1.0,
-        st_lambda_l1: float = 3.0,
-        st_lambda_giou: float = 1.0,
-        st_query_token_ids=None,
-        **kwargs,
-    ):
+    def __init__(self, st_query_token_ids=None, **kwargs):
+        st = STConfig.pop_from(kwargs)  # st_num_queries .. st_lambda_giou, validated
         super().__init__(**kwargs)
-        self.st_num_queries = st_num_queries
-        self.st_query_mode = st_query_mode
-        self.st_dual_cross_attention = st_dual_cross_attention
-        self.st_decoder_residual = st_decoder_residual
-        self.st_decoder_projections = st_decoder_projections
-        self.st_head_layers = st_head_layers
-        self.st_head_hidden = st_head_hidden
-        self.st_lambda_time = st_lambda_time
-        self.st_lambda_space = st_lambda_space
-        self.st_lambda_l1 = st_lambda_l1
-        self.st_lambda_giou = st_lambda_giou
-        self.st_query_token_ids = None if st_query_token_ids is None else [int(i) for i in st_query_token_ids]
-        STConfig.from_object(self)  # validates the options, raising ValueError with the bad value
-        if self.st_query_token_ids is not None and len(self.st_query_token_ids) != st_num_queries + 1:
-            raise ValueError(
-                f"st_query_token_ids must hold st_num_queries + 1 = {st_num_queries + 1} ids, "
-                f"got {len(self.st_query_token_ids)}"
-            )
+        for key, value in st.to_dict().items():
+            setattr(self, key, value)
+        self.st_query_token_ids = check_query_token_ids(st_query_token_ids, st.num_queries)
         if self.vision_feature_select_strategy != "full":
             raise ValueError(
                 f"vision_feature_select_strategy must be 'full' for SigLIP features, got {self.vision_feature_select_strategy!r}"
             )
 
     @property
-    def st_config(self) -> STConfig:
+    def st(self) -> STConfig:
+        """The SpaceVLLM options as a core.STConfig (the same name as on the LLaVA-NeXT host's config)."""
         return STConfig.from_object(self)
+
+    st_config = st  # the former name

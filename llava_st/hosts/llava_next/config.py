@@ -5,7 +5,7 @@ from typing import Optional, Sequence
 
 from llava.model.language_model.llava_qwen import LlavaQwenConfig
 
-from ...core.config import STConfig
+from ...core.config import STConfig, check_query_token_ids
 
 NEWLINE_POSITIONS = ("grid", "frame", "one_token", "no_token")
 
@@ -21,41 +21,9 @@ class LlavaSTQwenConfig(LlavaQwenConfig):
 
     model_type = "llava_st_qwen"
 
-    def __init__(
-        self,
-        st_num_queries: int = 64,
-        st_query_mode: str = "interleave",
-        st_dual_cross_attention: bool = True,
-        st_decoder_residual: bool = False,
-        st_decoder_projections: bool = False,
-        st_head_layers: int = 3,
-        st_head_hidden: int = 0,
-        st_lambda_time: float = 1.0,
-        st_lambda_space: float = 1.0,
-        st_lambda_l1: float = 3.0,
-        st_lambda_giou: float = 1.0,
-        st_query_token_ids: Optional[Sequence[int]] = None,
-        **kwargs,
-    ):
-        st = STConfig(
-            num_queries=st_num_queries,
-            query_mode=st_query_mode,
-            dual_cross_attention=st_dual_cross_attention,
-            decoder_residual=st_decoder_residual,
-            decoder_projections=st_decoder_projections,
-            head_layers=st_head_layers,
-            head_hidden=st_head_hidden,
-            lambda_time=st_lambda_time,
-            lambda_space=st_lambda_space,
-            lambda_l1=st_lambda_l1,
-            lambda_giou=st_lambda_giou,
-        )
-        if st_query_token_ids is not None:
-            st_query_token_ids = [int(i) for i in st_query_token_ids]
-            if len(st_query_token_ids) != st_num_queries + 1:
-                raise ValueError(
-                    f"st_query_token_ids must hold st_num_queries + 1 = {st_num_queries + 1} ids, got {len(st_query_token_ids)}"
-                )
+    def __init__(self, st_query_token_ids: Optional[Sequence[int]] = None, **kwargs):
+        st = STConfig.pop_from(kwargs)  # st_num_queries .. st_lambda_giou, validated
+        st_query_token_ids = check_query_token_ids(st_query_token_ids, st.num_queries)
         newline = kwargs.get("mm_newline_position", "grid")
         if newline not in NEWLINE_POSITIONS:
             raise ValueError(f"mm_newline_position must be one of {NEWLINE_POSITIONS}, got {newline!r}")
