@@ -6,7 +6,9 @@
     tubes = grounder.ground_image("photo.jpg", ["the left cup"])         # one box, t = 0
     text = grounder.answer("clip.mp4", "What happens?")
 
-Tubes follow core/tube.py: {"query", "span": [t_s, t_e] seconds, "frames": [{"t", "box_xyxy" (pixels
+Every grounder implements `Grounder` (core/grounder.py, re-exported here): `ground`, `ground_image`,
+`answer`; the descriptions of one call are answered in one batch on the shared video prefix
+(core/generation.py). Tubes follow core/tube.py: {"query", "span": [t_s, t_e] seconds, "frames": [{"t", "box_xyxy" (pixels
 of the original video), "box_norm"}], "video", "raw_text", "status"}.
 
     llava-st ground --model PATH --video FILE --query TEXT [--query ...] [--frames N]
@@ -25,10 +27,14 @@ import os
 import sys
 from pathlib import Path
 
+from .core.grounder import Grounder, Tube
 from .core.tube import tubes_to_csv, tubes_to_json
 from .hosts.checkpoint import CheckpointError, read_config, short
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["Grounder", "Tube", "load_grounder", "NotAnSTCheckpoint", "checkpoint_config", "checkpoint_model_type", "check_device",
+           "check_frames_for", "main"]
 
 HF_MODEL_TYPE = "llava_st_onevision"
 LLAVA_NEXT_MODEL_TYPE = "llava_st_qwen"
@@ -73,7 +79,7 @@ def check_device(device) -> str:
     return device
 
 
-def load_grounder(path, device: str = "cpu", **options):
+def load_grounder(path, device: str = "cpu", **options) -> Grounder:
     """A Grounder for an ST checkpoint of either host (by config.json's model_type): the transformers
     host ("llava_st_onevision") or the LLaVA-NeXT host ("llava_st_qwen", needs upstream `llava`).
     options go to the grounder (frames, max_new_tokens, torch_dtype, ...). Raises NotAnSTCheckpoint

@@ -51,9 +51,11 @@ def test_no_trained_answer_exceeds_the_budget(qwen_tokenizer, frames, total, fps
 
 
 @pytest.mark.parametrize("query_mode", ["interleave", "none"])
-def test_transformers_grounder_generates_up_to_the_derived_budget(qwen_tokenizer, moving_box_video, query_mode, tmp_path):
+def test_transformers_grounder_generates_up_to_the_derived_budget(qwen_tokenizer, moving_box_video, query_mode, tmp_path, monkeypatch):
     """The grounder generates with the format's budget (span only with a decoder, one box per frame
-    without), not a fixed number, unless max_new_tokens is given."""
+    without), not a fixed number, unless max_new_tokens is given; so does the batched path (several
+    descriptions in one call of core.generation.generate_on_prefix), for every row."""
+    from llava_st.hosts.hf import grounder as hf_grounder
     from llava_st.hosts.hf.grounder import HFGrounder
     from llava_st.recipes.tiny_model import build_tiny_st
 
@@ -65,13 +67,16 @@ def test_transformers_grounder_generates_up_to_the_derived_budget(qwen_tokenizer
     assert grounder.answer_budget(times) == expected
     assert (expected > 8 * 20) == (query_mode == "none")  # one box per frame needs ~20 tokens each
     generated = []
-    original = grounder._generate
+    original = hf_grounder.generate_on_prefix
 
-    def recording(out, max_new_tokens):
-        generated.append(max_new_tokens)
-        return original(out, max_new_tokens)
+    def recording(lm, cache, suffixes, max_new_tokens, stop_ids):
+        rows = original(lm, cache, suffixes, max_new_tokens, stop_ids)
+        generated.append((len(suffixes), max_new_tokens, [len(r.token_ids) for r in rows]))
+        return rows
 
-    grounder._generate = recording
+    monkeypatch.setattr(hf_grounder, "generate_on_prefix", recording)
     grounder.ground(moving_box_video[0], ["the red box"])
-    assert generated == [expected]
+    grounder.ground(moving_box_video[0], ["the red box", "the grey background on the left", "box"])
+    assert [(n, budget) for n, budget, _ in generated] == [(1, expected), (3, expected)]
+    assert all(length <= expected for _, _, lengths in generated for length in lengths)
     assert HFGrounder(model, processor, frames=8, max_new_tokens=5).answer_budget(times) == 5

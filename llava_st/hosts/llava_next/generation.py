@@ -1,20 +1,21 @@
-"""Tube generation (paper §3.1.5) with one shared video prefix.
+"""Tube generation (paper §3.1.5) on the LLaVA-NeXT host, with one shared video prefix.
 
 The prompt is split as prefix = system + user turn up to and including the video block and the time
 instruction, and suffix = the instruction with the description + the assistant header. The prefix is
-encoded once (vision tower, queries, LLM prefill) and its KV cache reused by every description. Per
-description: prefill the suffix on the cache; the decoder reads the prefix's visual/query hidden states
-and the suffix's description tokens (last layer) -> one box per frame; the answer text is decoded
-greedily from the same cache, which is then cut back to the prefix. Boxes never come from generated
+encoded once (vision tower, queries, LLM prefill); on its KV cache every description's suffix is
+prefilled and its answer decoded greedily, all descriptions in one batch (core.generation, the routine
+both hosts use). Per description the decoder reads the prefix's visual/query hidden states and the
+suffix's description tokens (last layer) -> one box per frame. Boxes never come from generated
 coordinates.
 """
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence, Union
 
 import torch
 from transformers import DynamicCache
 
+from ...core.generation import CausalLM, generate_on_prefix
 from ...core.layout import GroundingIndex
 
 
@@ -36,45 +37,37 @@ class Suffix:
     description: Sequence[int]
 
 
-def _run(model, embeds: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
-    """LLM on embeds [1, n, D] after what `cache` holds; returns last-layer hidden states [1, n, D]."""
-    return model.get_model()(inputs_embeds=embeds, past_key_values=cache, use_cache=True, return_dict=True).last_hidden_state
+def causal_lm(model) -> CausalLM:
+    """The LLM of a LlavaSTQwenForCausalLM as core.generation sees it (Qwen2 body, LM head, token table)."""
+    body = model.get_model()
+    return CausalLM.of(body, model.lm_head, body.embed_tokens, model.config)
 
 
 @torch.no_grad()
 def generate_grounded(model, prefix_ids: torch.Tensor, images, modalities, image_sizes, suffixes: Sequence[Suffix], max_new_tokens: int,
-                      eos_token_id: int) -> List[GroundedAnswer]:
-    """One answer per suffix, all on one encoding of the prefix.
+                      eos_token_id: Union[int, Iterable[int]]) -> List[GroundedAnswer]:
+    """One answer per suffix, all on one encoding of the prefix, the suffixes in one batch.
 
     prefix_ids: LongTensor [P0] holding one IMAGE_TOKEN_INDEX; images/modalities/image_sizes as for
-    upstream's generate (one entry). Greedy decoding of at most `max_new_tokens` tokens.
+    upstream's generate (one entry). Greedy decoding of at most `max_new_tokens` tokens, each answer
+    ending at its first token in `eos_token_id` (an id or several; -1: never).
     """
     device = model.device
     (_, _, _, _, prefix_embeds, _), index = model.prepare_grounded_inputs(
         prefix_ids[None].to(device), None, None, None, None, images, modalities, image_sizes
     )
+    lm = causal_lm(model)
     cache = DynamicCache()
-    prefix_hidden = _run(model, prefix_embeds, cache)  # [1, P, D]
+    prefix_hidden = lm.run(prefix_embeds, cache)  # [1, P, D]
     P = prefix_hidden.shape[1]
-    embed = model.get_model().embed_tokens
+    rows = generate_on_prefix(lm, cache, [s.ids for s in suffixes], max_new_tokens, eos_token_id)
     answers = []
-    for suffix in suffixes:
-        suffix_hidden = _run(model, embed(suffix.ids[None].to(device)), cache)  # [1, S, D]
+    for suffix, row in zip(suffixes, rows):
         boxes = None
         if model.space_decoder is not None and index is not None:
-            hidden = torch.cat([prefix_hidden, suffix_hidden], dim=1)
+            hidden = torch.cat([prefix_hidden, row.hidden[None]], dim=1)
             boxes = model.space_decoder(hidden, _with_text(index, [P + int(p) for p in suffix.description]))[0]
-        tokens = []
-        last = suffix_hidden[:, -1:]
-        for step in range(max_new_tokens):
-            token = int(model.lm_head(last)[0, -1].argmax())
-            if token == eos_token_id:
-                break
-            tokens.append(token)
-            if step + 1 < max_new_tokens:
-                last = _run(model, embed(torch.tensor([[token]], device=device)), cache)
-        cache.crop(P)
-        answers.append(GroundedAnswer(tokens, boxes))
+        answers.append(GroundedAnswer(row.token_ids, boxes))
     return answers
 
 

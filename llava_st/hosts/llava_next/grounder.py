@@ -1,8 +1,8 @@
-"""The Grounder interface (see llava_st.api) on the LLaVA-NeXT host.
+"""The Grounder contract (core.grounder.Grounder) on the LLaVA-NeXT host.
 
 Prompts follow upstream LLaVA-Video's training format (llava/train/train.py @ df17966, qwen_1_5
 template, `<image>\\n{time instruction}\\n{question}`), split so the video block comes first and is
-shared by every description (generation.py).
+shared by every description, all answered in one batch (generation.py -> core.generation).
 """
 
 from typing import List, Optional, Sequence
@@ -14,6 +14,8 @@ from llava.mm_utils import process_images, tokenizer_image_token
 from ...core.boxes import ImageFrame
 from ...core.boxtext import answer_token_budget
 from ...core.config import check_frames
+from ...core.generation import stop_token_ids
+from ...core.grounder import Tube, check_descriptions
 from ...core.layout import description_token_positions
 from ...core.timespan import time_instruction
 from ...core.tube import assemble_tube, text_tube
@@ -37,7 +39,7 @@ def suffix_text(question: str) -> str:
 
 
 class LlavaNextGrounder:
-    """Grounding and QA with a LlavaSTQwenForCausalLM.
+    """Grounding and QA with a LlavaSTQwenForCausalLM (implements core.grounder.Grounder).
 
     frames: default number of sampled frames per video (upstream's frames_upbound; at most the number
     of queries). max_new_tokens: default answer length (else, for grounding, the longest answer of the
@@ -62,10 +64,11 @@ class LlavaNextGrounder:
         return cls(model, tokenizer, image_processor, frames, max_new_tokens)
 
     def ground(self, video_path: str, descriptions: Sequence[str], frames: Optional[int] = None, max_new_tokens: Optional[int] = None,
-               task: str = "stvg") -> List[dict]:
-        """One tube (core/tube.py contract) per description; the video is encoded once. task: "stvg" or
-        "vtg" (the instruction template). Raises VideoReadError naming a missing or unreadable video and
-        ValueError for an empty description."""
+               task: str = "stvg") -> List[Tube]:
+        """One tube (core/tube.py contract) per description; the video is encoded once and the
+        descriptions answered in one batch. task: "stvg" or "vtg" (the instruction template). Raises
+        VideoReadError naming a missing or unreadable video and ValueError for an empty description."""
+        descriptions = check_descriptions(descriptions)
         suffixes = [self._suffix(instruction(task, d), d) for d in descriptions]
         pixels, sample, video = self._video(video_path, frames)
         prefix = prefix_text(time_instruction(sample.duration, sample.times))
@@ -74,11 +77,12 @@ class LlavaNextGrounder:
         times = sample.times.tolist()
         return [self._tube(d, text, times, boxes, video["info"]) for d, (text, boxes) in zip(descriptions, answers)]
 
-    def ground_image(self, image_path: str, descriptions: Sequence[str], max_new_tokens: Optional[int] = None) -> List[dict]:
+    def ground_image(self, image_path: str, descriptions: Sequence[str], max_new_tokens: Optional[int] = None) -> List[Tube]:
         """One tube per description with a single frame at t = 0 (span [0, 0]); its box in pixels of the
         original image under the checkpoint's image_aspect_ratio (core.boxes.ImageFrame)."""
         from PIL import Image
 
+        descriptions = check_descriptions(descriptions)
         picture = Image.open(image_path).convert("RGB")
         pixels = process_images([picture], self.image_processor, self.model.config)[0].to(self.model.device, self.model.dtype)
         info = {"path": str(image_path), "width": picture.width, "height": picture.height, "duration": 0.0, "fps": 0.0}
@@ -90,6 +94,7 @@ class LlavaNextGrounder:
 
     def answer(self, video_path: str, question: str, max_new_tokens: Optional[int] = None, frames: Optional[int] = None) -> str:
         """Plain video QA: the generated answer text."""
+        check_descriptions([question])
         pixels, sample, video = self._video(video_path, frames)
         prefix = prefix_text(time_instruction(sample.duration, sample.times))
         suffix = Suffix(torch.tensor(self.tokenizer(suffix_text(question)).input_ids), [])
@@ -130,6 +135,6 @@ class LlavaNextGrounder:
 
     def _generate(self, prefix, images, modalities, sizes, suffixes, max_new_tokens):
         prefix_ids = tokenizer_image_token(prefix, self.tokenizer, return_tensors="pt")
-        eos = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
-        answers = generate_grounded(self.model, prefix_ids, images, modalities, sizes, suffixes, max_new_tokens, eos)
+        answers = generate_grounded(self.model, prefix_ids, images, modalities, sizes, suffixes, max_new_tokens,
+                                    stop_token_ids(self.tokenizer))
         return [(self.tokenizer.decode(a.token_ids, skip_special_tokens=True).strip(), a.boxes_cxcywh) for a in answers]
