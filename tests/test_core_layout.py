@@ -70,3 +70,43 @@ def test_description_positions(qwen_tokenizer):
     assert qwen_tokenizer.decode([ids[p] for p in pos]).strip() == "the man in red who turns his head"
     assert description_token_positions(ids, qwen_tokenizer, "a purple elephant") == []
     assert find_subsequence([1, 2, 3, 2, 3], [2, 3], start=2) == 3
+
+
+@pytest.mark.parametrize("mode", ["interleave", "after", "none"])
+@pytest.mark.parametrize("F,S,K", [(1, 1, 0), (3, 4, 1), (2, 5, 2)])
+def test_block_layout_places_every_token_once_with_the_newline_rule(mode, F, S, K):
+    from llava_st.core import block_layout, layout_ids
+
+    layout = block_layout(F, S, mode, newlines=K)
+    queries = [] if layout.query_index is None else layout.query_index.tolist()
+    used = layout.visual_index.flatten().tolist() + queries + layout.newline_index.tolist()
+    assert sorted(used) == list(range(layout.length)) and layout.length == F * S + K + (0 if mode == "none" else F)
+    newline = {"interleave": F * (S + 1), "after": F * S, "none": F * S}[mode]
+    assert layout.newline_index.tolist() == list(range(newline, newline + K))
+    if mode == "after":  # the queries follow the whole block, its newlines included
+        assert queries == list(range(F * S + K, F * S + K + F))
+    if mode == "interleave":  # the newlines stay last
+        assert queries == [f * (S + 1) + S for f in range(F)]
+    ids = layout_ids(layout, 7, [100 + f for f in range(F)])
+    assert [ids[p] for p in queries] == ([100 + f for f in range(F)] if queries else [])
+    assert sum(i == 7 for i in ids) == F * S + K
+    # build_visual_block scatters features, newlines and queries at exactly these positions
+    feats, nl, q = torch.randn(F, S, 3), torch.randn(K, 3), torch.randn(F, 3)
+    block, built = build_visual_block(feats, q, mode, nl if K else None)
+    assert torch.equal(built.visual_index, layout.visual_index) and torch.equal(built.newline_index, layout.newline_index)
+    assert torch.equal(block[layout.visual_index], feats) and torch.equal(block[layout.newline_index], nl)
+    if queries:
+        assert torch.equal(block[layout.query_index], q)
+    shifted = layout.shifted(10)
+    assert shifted.newline_index.tolist() == [p + 10 for p in layout.newline_index.tolist()]
+
+
+def test_block_layout_rejects_empty_blocks_and_unknown_modes():
+    from llava_st.core import block_layout, layout_ids
+
+    with pytest.raises(ValueError, match="F >= 1"):
+        block_layout(0, 4, "interleave")
+    with pytest.raises(ValueError, match="unknown query layout"):
+        block_layout(2, 4, "sideways")
+    with pytest.raises(ValueError, match="2 frames need 2 query ids"):
+        layout_ids(block_layout(2, 4, "after", 1), 7, [1])

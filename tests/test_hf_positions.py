@@ -27,10 +27,13 @@ def test_video_queries_follow_each_frame_and_features_land_on_visual_positions(t
     model, proc = tiny
     F, P = 3, proc.tokens_per_frame
     assert P == 4  # 32 px / patch 8 -> 4 x 4 grid -> 2 x 2 after pooling
-    ids = proc.encode(["a video ", VideoSegment(F), " the red box"])
+    ids, (layout,) = proc.encode_with_layouts(["a video ", VideoSegment(F), " the red box"])
+    assert ids == proc.encode(["a video ", VideoSegment(F), " the red box"])
     input_ids = torch.tensor([ids])
     out = _embeds(model, input_ids=input_ids, pixel_values_videos=proc.video_pixels(_frames(F))[None])
-    (layout,) = model.grounding_layouts(input_ids)
+    (located,) = model.block_layouts(input_ids)  # a caller without the processor's layout gets the same positions
+    assert torch.equal(located.visual_index, layout.visual_index) and torch.equal(located.query_index, layout.query_index)
+    assert layout.newline_index.tolist() == [int(layout.query_index[-1]) + 1]
     q = model.config.st_query_token_ids
     assert layout.visual_index.shape == (F, P)
     for f in range(F):
@@ -50,7 +53,9 @@ def test_image_terminal_query_after_image_tokens(tiny, hw):
     image = _frames(1, *hw)[0]
     batch = proc(text="look <image> at the dog", images=[image])
     out = _embeds(model, **batch)  # raises if the token count differs from the model's features
-    (layout,) = model.grounding_layouts(batch["input_ids"])
+    (layout,) = model.block_layouts(batch["input_ids"])
+    assert batch["grounding_query_index"].tolist() == [layout.query_index.tolist()]
+    assert batch["grounding_visual_index"][0, 0].tolist() == layout.visual_index[0].tolist()
     ids = batch["input_ids"][0]
     assert ids[layout.query_index[0]] == model.config.st_query_token_ids[-1]
     assert layout.query_index[0] == layout.visual_index[0, -1] + 1
@@ -63,6 +68,8 @@ def test_padded_batch_of_videos_keeps_positions_per_item(tiny):
     batch = proc(text=["<video> short", "a much longer prefix before the <video> and after"], videos=[_frames(2), _frames(2, seed=1)])
     assert batch["attention_mask"][0].sum() < batch["attention_mask"][1].sum()
     index = model.grounding_index(batch["input_ids"])
+    for key in ("visual_index", "visual_mask", "query_index", "frame_mask"):  # the processor's index is the located one
+        assert torch.equal(batch[f"grounding_{key}"], getattr(index, key))
     out = _embeds(model, **batch)
     for b in range(2):
         assert index.frame_mask[b].all()
@@ -75,10 +82,13 @@ def test_padded_batch_of_videos_keeps_positions_per_item(tiny):
 
 def test_after_mode_puts_queries_after_the_video(qwen_tokenizer):
     model, proc = build_tiny_st(qwen_tokenizer, STConfig(num_queries=4, query_mode="after"))
-    ids = proc.encode([VideoSegment(3), "x"])
-    (layout,) = model.grounding_layouts(torch.tensor([ids]))
-    assert layout.query_index.tolist() == [13, 14, 15]  # 3 frames x 4 tokens + newline, then r_0..r_2
-    assert layout.visual_index.reshape(-1).tolist() == list(range(12))
+    ids, (layout,) = proc.encode_with_layouts([VideoSegment(3), "x"])
+    (located,) = model.block_layouts(torch.tensor([ids]))
+    for lay in (layout, located):
+        assert lay.query_index.tolist() == [13, 14, 15]  # 3 frames x 4 tokens + newline, then r_0..r_2
+        assert lay.visual_index.reshape(-1).tolist() == list(range(12))
+        assert lay.newline_index.tolist() == [12]
+    assert ids[13:16] == model.config.st_query_token_ids[:3] and ids[12] == model.config.video_token_index
 
 
 def test_none_mode_has_no_queries_and_no_decoder(qwen_tokenizer):
@@ -94,6 +104,18 @@ def test_wrong_expansion_is_a_clear_error(tiny):
     ids.remove(model.config.video_token_index)
     with pytest.raises(ValueError, match="video tokens"):
         model(input_ids=torch.tensor([ids]), pixel_values_videos=proc.video_pixels(_frames(2))[None])
+
+
+def test_an_index_that_does_not_match_the_ids_is_a_clear_error(tiny):
+    model, proc = tiny
+    batch = proc(text=["<video> a", "b <video> c"], videos=[_frames(2), _frames(2, seed=1)])
+    batch["grounding_query_index"] = batch["grounding_query_index"].flip(0)  # item 0 gets item 1's positions
+    with pytest.raises(ValueError, match="does not match input_ids"):
+        model(**batch)
+    ids = proc.encode([VideoSegment(2)])
+    ids[4], ids[9] = ids[9], ids[4]  # r_0 and r_1 swapped
+    with pytest.raises(ValueError, match="not the 'interleave' layout"):
+        model.block_layouts(torch.tensor([ids]))
 
 
 def test_config_rejects_bad_options():

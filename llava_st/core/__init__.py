@@ -3,7 +3,15 @@
 from .boxes import cxcywh_to_xyxy, denormalize_xyxy, normalize_xyxy, paired_box_iou, temporal_iou, xyxy_to_cxcywh
 from .config import STConfig
 from .decoder import QueryGuidedSpaceDecoder
-from .layout import BlockLayout, GroundingIndex, build_visual_block, description_token_positions
+from .layout import (
+    GROUNDING_LAYOUT_KEYS,
+    BlockLayout,
+    GroundingIndex,
+    block_layout,
+    build_visual_block,
+    description_token_positions,
+    layout_ids,
+)
 from .losses import combine_losses, space_loss
 from .timespan import format_span, parse_span, snap_span, span_frame_mask, time_instruction
 from .tokens import QueryTokens, add_query_tokens, init_query_embeddings, query_token_names
@@ -14,6 +22,9 @@ __all__ = [
     "QueryGuidedSpaceDecoder",
     "BlockLayout",
     "GroundingIndex",
+    "GROUNDING_LAYOUT_KEYS",
+    "block_layout",
+    "layout_ids",
     "build_visual_block",
     "description_token_positions",
     "space_loss",

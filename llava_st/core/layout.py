@@ -1,8 +1,26 @@
-"""Where the queries go (paper eq. 2) and the index maps the space decoder reads.
+"""Where the queries go (paper eq. 2): the one layout of a visual block, and the index the decoder reads.
 
-A host hands per-frame visual features to `build_visual_block`, splices the returned block into its
-embedding sequence in place of the image placeholder, and turns the block-relative positions into
-absolute sequence positions with `BlockLayout.shifted`. `GroundingIndex.collate` pads them over a batch.
+`block_layout` is the single definition of the layout, used by both hosts: given a block of F frames of
+S tokens each (an image: F = 1, S = its whole token run) followed by K newline tokens that belong to no
+frame (the video's single newline), it returns the block-relative positions of every visual token, query
+and newline for each `query_mode`:
+
+    interleave: v_0 q_0  v_1 q_1  ...  v_{F-1} q_{F-1}  nl      (the method; the newline stays last)
+    after:      v_0 v_1 ... v_{F-1}  nl  q_0 q_1 ... q_{F-1}    (Table 7 ablation)
+    none:       v_0 v_1 ... v_{F-1}  nl                         (upstream's block, boxes as text)
+
+"after" puts the queries after the *whole* visual block, its newline included. Why this one: an "after"
+block is then exactly the "none" block (the base model's own visual input, untouched) followed by the F
+queries, so the ablation differs from the baseline by the appended queries only; and it is the one rule
+that reads the same for every newline placement (with LLaVA-NeXT's `grid`/`frame` newlines, which sit
+inside the frames, the queries can only come after the newlines). The transformers host already wrote
+it; the LLaVA-NeXT host used to put the queries before `one_token`'s trailing newline in this mode.
+"interleave" keeps the newline last on both hosts (the committed demo checkpoint's layout).
+
+Hosts use it as follows: the transformers processor writes its ids from it (`layout_ids`) and hands the
+layout to the batch; the LLaVA-NeXT host scatters upstream's block embeddings and the query embeddings at
+its positions (`build_visual_block`). `BlockLayout.shifted` turns block-relative positions into absolute
+sequence positions, and `GroundingIndex.collate` pads them over a batch.
 """
 
 from dataclasses import dataclass
@@ -10,60 +28,113 @@ from typing import List, Optional, Sequence
 
 import torch
 
+# Batch keys of a GroundingIndex's visual/query fields (the transformers host's batch carries them; with
+# core.batch's GROUNDING_TEXT_INDEX / GROUNDING_TEXT_MASK they make the whole index). Tensors, so that
+# collators, BatchFeature.to and Trainer move them like any input.
+GROUNDING_VISUAL_INDEX = "grounding_visual_index"
+GROUNDING_VISUAL_MASK = "grounding_visual_mask"
+GROUNDING_QUERY_INDEX = "grounding_query_index"
+GROUNDING_FRAME_MASK = "grounding_frame_mask"
+GROUNDING_LAYOUT_KEYS = (GROUNDING_VISUAL_INDEX, GROUNDING_VISUAL_MASK, GROUNDING_QUERY_INDEX, GROUNDING_FRAME_MASK)
+
 
 @dataclass
 class BlockLayout:
     """Positions of one visual block's tokens.
 
-    visual_index: LongTensor [F, S], position of token s of frame f.
+    visual_index: LongTensor [F, S], position of token s of frame f (a frame's whole run of S tokens;
+        with LLaVA-NeXT's `grid`/`frame` newline placement the row/frame newlines are part of that run).
     query_index: LongTensor [F], position of frame f's query; None when the block has no queries.
-    length: number of tokens in the block, L = F * S (+ F with queries).
+    length: number of tokens in the block, L = F * S + K (+ F with queries).
+    newline_index: LongTensor [K], positions of the block's tokens after its frames, which belong to no
+        frame (the video's single newline); empty for an image.
     Positions are relative to the block's first token until `shifted` moves them.
     """
 
     visual_index: torch.Tensor
     query_index: Optional[torch.Tensor]
     length: int
+    newline_index: Optional[torch.Tensor] = None
+
+    def __post_init__(self):
+        if self.newline_index is None:
+            self.newline_index = torch.zeros(0, dtype=torch.long, device=self.visual_index.device)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.visual_index.shape[0])
 
     def shifted(self, offset: int) -> "BlockLayout":
         return BlockLayout(
             self.visual_index + offset,
             None if self.query_index is None else self.query_index + offset,
             self.length,
+            self.newline_index + offset,
         )
 
+    def to(self, device) -> "BlockLayout":
+        return BlockLayout(self.visual_index.to(device), None if self.query_index is None else self.query_index.to(device),
+                           self.length, self.newline_index.to(device))
 
-def build_visual_block(frame_features: torch.Tensor, query_embeds: Optional[torch.Tensor], mode: str = "interleave"):
-    """Lay out visual tokens and query embeddings.
 
-    frame_features: [F, S, D], S visual tokens per frame (for an image F = 1, S = its token count).
+def block_layout(num_frames: int, frame_tokens: int, mode: str, newlines: int = 0) -> BlockLayout:
+    """The layout of a visual block (see the module docstring), positions relative to its first token.
+
+    num_frames: F (1 for an image); frame_tokens: S, the tokens of one frame's run (an image: all of its
+    tokens, anyres newlines included); mode: core.config.QUERY_MODES; newlines: K, the tokens after the
+    last frame that belong to no frame (the video's newline: 1 on the transformers host and with
+    LLaVA-NeXT's `one_token`, 0 for an image and for `grid`/`frame`/`no_token`).
+    """
+    F, S, K = int(num_frames), int(frame_tokens), int(newlines)
+    if F < 1 or S < 1 or K < 0:
+        raise ValueError(f"a visual block needs F >= 1 frames of S >= 1 tokens and K >= 0 newlines, got F={F}, S={S}, K={K}")
+    frame, token = torch.arange(F)[:, None], torch.arange(S)[None, :]
+    if mode == "none":
+        return BlockLayout(frame * S + token, None, F * S + K, F * S + torch.arange(K))
+    if mode == "interleave":
+        visual, query, newline = frame * (S + 1) + token, torch.arange(F) * (S + 1) + S, F * (S + 1) + torch.arange(K)
+    elif mode == "after":
+        visual, query, newline = frame * S + token, F * S + K + torch.arange(F), F * S + torch.arange(K)
+    else:
+        raise ValueError(f"unknown query layout mode {mode!r}")
+    return BlockLayout(visual, query, F * (S + 1) + K, newline)
+
+
+def layout_ids(layout: BlockLayout, visual_id: int, query_ids: Sequence[int]) -> List[int]:
+    """Token ids of a block-relative layout: `visual_id` at every visual and newline position (the
+    transformers host's `<video>`/`<image>` placeholder, into which the model scatters its features in
+    order), query_ids[f] at frame f's query."""
+    ids = [int(visual_id)] * layout.length
+    if layout.query_index is not None:
+        if len(query_ids) != layout.num_frames:
+            raise ValueError(f"{layout.num_frames} frames need {layout.num_frames} query ids, got {len(query_ids)}")
+        for pos, qid in zip(layout.query_index.tolist(), query_ids):
+            ids[pos] = int(qid)
+    return ids
+
+
+def build_visual_block(frame_features: torch.Tensor, query_embeds: Optional[torch.Tensor], mode: str = "interleave",
+                       newlines: Optional[torch.Tensor] = None):
+    """Scatter a block's tokens and the query embeddings at the positions of `block_layout`.
+
+    frame_features: [F, S, D], the S tokens of each frame's run (for an image F = 1, S = its token count).
     query_embeds: [F, D], the embeddings of <r_0> ... <r_{F-1}> (or the terminal <r_N> for an image);
         ignored for mode "none".
-    mode: "interleave" -> v_0 q_0 v_1 q_1 ... (the method); "after" -> v_0 ... v_{F-1} q_0 ... q_{F-1}
-        (Table 7 ablation); "none" -> v_0 ... v_{F-1} (upstream's layout, boxes as text).
+    newlines: [K, D], the block's tokens after the last frame (LLaVA-NeXT one_token's newline), or None.
     Returns (block [L, D], BlockLayout).
     """
     F, S, D = frame_features.shape
-    device = frame_features.device
-    frame_pos = torch.arange(F, device=device)[:, None]
-    token_pos = torch.arange(S, device=device)[None, :]
-    if mode == "none":
-        return frame_features.reshape(F * S, D), BlockLayout(frame_pos * S + token_pos, None, F * S)
-    if query_embeds is None or query_embeds.shape != (F, D):
+    layout = block_layout(F, S, mode, 0 if newlines is None else newlines.shape[0]).to(frame_features.device)
+    if layout.query_index is not None and (query_embeds is None or query_embeds.shape != (F, D)):
         got = None if query_embeds is None else tuple(query_embeds.shape)
         raise ValueError(f"query_embeds must be [F={F}, D={D}], got {got}")
-    query_embeds = query_embeds.to(frame_features.dtype)
-    if mode == "interleave":
-        block = torch.cat([frame_features, query_embeds[:, None]], dim=1).reshape(F * (S + 1), D)  # [F*(S+1), D]
-        visual = frame_pos * (S + 1) + token_pos
-        query = torch.arange(F, device=device) * (S + 1) + S
-    elif mode == "after":
-        block = torch.cat([frame_features.reshape(F * S, D), query_embeds], dim=0)  # [F*S+F, D]
-        visual = frame_pos * S + token_pos
-        query = F * S + torch.arange(F, device=device)
-    else:
-        raise ValueError(f"unknown query layout mode {mode!r}")
-    return block, BlockLayout(visual, query, block.shape[0])
+    block = frame_features.new_empty(layout.length, D)
+    block[layout.visual_index.reshape(-1)] = frame_features.reshape(F * S, D)
+    if newlines is not None:
+        block[layout.newline_index] = newlines.to(block.dtype)
+    if layout.query_index is not None:
+        block[layout.query_index] = query_embeds.to(block.dtype)
+    return block, layout
 
 
 @dataclass
@@ -110,6 +181,22 @@ class GroundingIndex:
                 out.text_index[b, : len(text)] = torch.as_tensor(list(text), dtype=torch.long)
                 out.text_mask[b, : len(text)] = True
         return out
+
+    def layout_batch(self) -> dict:
+        """The visual/query fields under their batch keys (GROUNDING_LAYOUT_KEYS)."""
+        return dict(zip(GROUNDING_LAYOUT_KEYS, (self.visual_index, self.visual_mask, self.query_index, self.frame_mask)))
+
+    @classmethod
+    def from_batch(cls, visual_index, visual_mask, query_index, frame_mask, text_index=None, text_mask=None) -> "GroundingIndex":
+        """The index from its batch tensors; without description positions (text_index None) every item
+        gets one masked-out text slot."""
+        B, device = query_index.shape[0], query_index.device
+        if text_index is None:
+            text_index, text_mask = torch.zeros(B, 1, dtype=torch.long), torch.zeros(B, 1, dtype=torch.bool)
+        elif text_mask is None:
+            text_mask = torch.ones_like(text_index, dtype=torch.bool)
+        return cls(visual_index.long(), visual_mask.bool(), query_index.long(), frame_mask.bool(), text_index.to(device).long(),
+                   text_mask.to(device).bool())
 
     def to(self, device) -> "GroundingIndex":
         return GroundingIndex(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))

@@ -2,7 +2,8 @@
 
 One item: input_ids / labels (answer tokens only), the pixels of its video (pixel_values_videos
 [F, 3, S, S]) or image (pixel_values [patches, 3, S, S] + image_sizes [2] = (H, W)), and the grounding
-targets of core/batch.py for its F sampled frames (F = 1 for an image).
+targets of core/batch.py for its F sampled frames (F = 1 for an image), and the layout of its visual
+block as the processor wrote it (GROUNDING_LAYOUT; the collator makes the batch's index of it).
 """
 
 import logging
@@ -14,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ...core.batch import GROUNDING_BOX_MASK, GROUNDING_BOXES, GROUNDING_TEXT_INDEX, GROUNDING_TEXT_MASK
-from ...core.layout import description_token_positions
+from ...core.layout import GroundingIndex, description_token_positions
 from ...core.timespan import format_span
 from ...data.bad_samples import CORRUPT, INVALID, MISSING, NOT_IN_PROMPT, PATH_OUTSIDE, BadSampleLog
 from ...data.paths import MediaPathError, resolve_media
@@ -28,6 +29,7 @@ from .prompt import answer_segment, image_prefix, question_suffix, video_prefix
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
+GROUNDING_LAYOUT = "grounding_layout"  # an item's BlockLayout (positions in its input_ids), or None
 GROUNDING_TASKS = ("stvg", "vtg", "rec")
 
 
@@ -145,7 +147,8 @@ class STDataset(Dataset):
 
         targets = self._targets(record, rid, task, times) if task in GROUNDING_TASKS else None
         turns = self._turns(record, rid, task, times, targets, rng)
-        ids = self.processor.encode(prefix)
+        ids, layouts = self.processor.encode_with_layouts(prefix)
+        item[GROUNDING_LAYOUT] = self.processor.grounding_layout(layouts)
         labels = [IGNORE_INDEX] * len(ids)
         text_start = len(ids)
         for n, (question, answer) in enumerate(turns):
@@ -221,7 +224,8 @@ class STCollator:
     """Items of STDataset -> one batch: input_ids / labels / attention_mask [B, L] (right padded),
     pixel_values_videos [V, F, 3, S, S] (every video of a batch must have the same F),
     pixel_values [I, patches_max, 3, S, S] + image_sizes [I, 2], and the grounding keys of core/batch.py
-    (boxes [B, F_max, 4] normalised cxcywh, masks, description positions in input_ids)."""
+    (boxes [B, F_max, 4] normalised cxcywh, masks, description positions in input_ids) and the items'
+    visual/query positions as laid out by the processor (core.layout.GROUNDING_LAYOUT_KEYS)."""
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
@@ -257,4 +261,6 @@ class STCollator:
             batch[GROUNDING_BOX_MASK][b, :f] = it[GROUNDING_BOX_MASK]
             batch[GROUNDING_TEXT_INDEX][b, :t] = torch.as_tensor(it[GROUNDING_TEXT_INDEX], dtype=torch.long)
             batch[GROUNDING_TEXT_MASK][b, :t] = True
+        if all(GROUNDING_LAYOUT in it for it in items) and any(it[GROUNDING_LAYOUT] is not None for it in items):
+            batch.update(GroundingIndex.collate([it[GROUNDING_LAYOUT] for it in items], [None] * len(items)).layout_batch())
         return batch

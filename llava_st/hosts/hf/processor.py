@@ -2,15 +2,18 @@
 
 LlavaOnevisionForConditionalGeneration scatters video features, in order, into the positions of the
 `<video>` token: per frame P = ceil(g/2)^2 pooled tokens (g = image_size // patch_size), then one
-`image_newline` per video. Writing query tokens between the runs of `<video>` tokens therefore gives the
-paper's layout (eq. 2) with the model's forward unchanged:
+`image_newline` per video. Writing query tokens at the positions of core.layout.block_layout (F frames of
+P tokens, one newline) therefore gives the paper's layout (eq. 2) with the model's forward unchanged:
 
     interleave: <video>*P <r_0> <video>*P <r_1> ... <video>*P <r_{F-1}> <video>      (last one: newline)
     after:      <video>*(F*P) <video> <r_0> ... <r_{F-1}>
     none:       <video>*(F*P + 1)                                             (upstream's layout)
 
-An image keeps the model's anyres token count (base grid + unpadded grid + row newlines) and is followed
-by the terminal query <r_N> (no query in mode "none").
+An image keeps the model's anyres token count (base grid + unpadded grid + row newlines: one "frame" of
+the layout) and is followed by the terminal query <r_N> (no query in mode "none"). `encode_with_layouts`
+returns the positions along with the ids, and `__call__` hands them to the model with the batch
+(core.layout.GROUNDING_LAYOUT_KEYS of a GroundingIndex), so the model never reads the layout back from
+the ids.
 
 Prompts are lists of segments, tokenised one by one and concatenated, so training and inference (and a
 KV-cached prefix shared by several descriptions) see identical ids:
@@ -19,13 +22,14 @@ KV-cached prefix shared by several descriptions) see identical ids:
 
 import math
 from dataclasses import dataclass
-from typing import List, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from transformers import BatchFeature, LlavaOnevisionProcessor
 
 from ...core.config import QUERY_MODES
+from ...core.layout import BlockLayout, GroundingIndex, block_layout, layout_ids
 from ...core.tokens import query_token_names
 
 IMAGE_TOKEN = "<image>"
@@ -110,47 +114,64 @@ class LlavaSTProcessor(LlavaOnevisionProcessor):
     @property
     def tokens_per_frame(self) -> int:
         """P: pooled video tokens per frame (2x2 bilinear pooling of the g x g patch grid)."""
-        grid = int(math.isqrt(self.num_image_tokens))
-        return math.ceil(grid / 2) ** 2
+        return pooled_tokens_per_frame(int(math.isqrt(self.num_image_tokens)))
 
     # ---- visual blocks ---------------------------------------------------------------------------
-    def video_block_ids(self, num_frames: int) -> List[int]:
-        """Token ids of a video of F sampled frames (see the module docstring for the layouts)."""
+    def video_layout(self, num_frames: int) -> BlockLayout:
+        """The block-relative layout of a video of F sampled frames (core.layout.block_layout)."""
         if num_frames < 1:
             raise ValueError(f"a video needs at least one frame, got {num_frames}")
-        video, P = self.video_token_id, self.tokens_per_frame
-        if self.query_mode == "none":
-            return [video] * (num_frames * P + 1)
-        if num_frames > self.num_queries:
+        if self.query_mode != "none" and num_frames > self.num_queries:
             raise ValueError(f"{num_frames} frames but the model has only {self.num_queries} video queries")
-        queries = self.query_token_ids[:num_frames]
-        if self.query_mode == "interleave":
-            ids = []
-            for q in queries:
-                ids += [video] * P + [q]
-            return ids + [video]
-        return [video] * (num_frames * P + 1) + queries
+        return block_layout(num_frames, self.tokens_per_frame, self.query_mode, newlines=1)
+
+    def image_layout(self, height: int, width: int) -> BlockLayout:
+        """The block-relative layout of an image of height x width pixels: the model's anyres count as one
+        frame, then the terminal query."""
+        size = self.image_processor.size
+        count = self._get_number_of_features(int(height), int(width), size["height"], size["width"])
+        return block_layout(1, count, self.query_mode)
+
+    def video_block_ids(self, num_frames: int) -> List[int]:
+        """Token ids of a video of F sampled frames (see the module docstring for the layouts)."""
+        layout = self.video_layout(num_frames)
+        return layout_ids(layout, self.video_token_id, self.query_token_ids[:num_frames] if layout.query_index is not None else [])
 
     def image_block_ids(self, height: int, width: int) -> List[int]:
         """Token ids of an image of height x width pixels: the model's anyres count + terminal query."""
-        size = self.image_processor.size
-        count = self._get_number_of_features(int(height), int(width), size["height"], size["width"])
-        ids = [self.image_token_id] * count
-        return ids if self.query_mode == "none" else ids + [self.query_token_ids[-1]]
+        layout = self.image_layout(height, width)
+        return layout_ids(layout, self.image_token_id, self.query_token_ids[-1:] if layout.query_index is not None else [])
 
-    def encode(self, segments: Sequence[Segment]) -> List[int]:
-        """Token ids of a prompt given as segments (text is tokenised without special-token additions)."""
+    def encode_with_layouts(self, segments: Sequence[Segment]) -> Tuple[List[int], List[BlockLayout]]:
+        """Token ids of a prompt given as segments, and the layout of each of its visual blocks with
+        absolute positions in those ids (text is tokenised without special-token additions)."""
         ids: List[int] = []
+        layouts: List[BlockLayout] = []
         for seg in segments:
             if isinstance(seg, VideoSegment):
+                layouts.append(self.video_layout(seg.num_frames).shifted(len(ids)))
                 ids += self.video_block_ids(seg.num_frames)
             elif isinstance(seg, ImageSegment):
+                layouts.append(self.image_layout(seg.height, seg.width).shifted(len(ids)))
                 ids += self.image_block_ids(seg.height, seg.width)
             elif isinstance(seg, str):
                 ids += self.tokenizer(seg, add_special_tokens=False)["input_ids"] if seg else []
             else:
                 raise TypeError(f"unknown prompt segment {seg!r}")
-        return ids
+        return ids, layouts
+
+    def encode(self, segments: Sequence[Segment]) -> List[int]:
+        """Token ids of a prompt given as segments (text is tokenised without special-token additions)."""
+        return self.encode_with_layouts(segments)[0]
+
+    def grounding_layout(self, layouts: Sequence[BlockLayout], item: int = 0) -> Optional[BlockLayout]:
+        """The one visual block of a prompt the decoder reads (None without a block, or in mode "none");
+        ValueError for several blocks (one visual input per grounded item)."""
+        if self.query_mode == "none" or not layouts:
+            return None
+        if len(layouts) > 1:
+            raise ValueError(f"item {item}: {len(layouts)} visual blocks with queries; one visual input per item")
+        return layouts[0]
 
     # ---- pixels ----------------------------------------------------------------------------------
     def video_pixels(self, frames: np.ndarray) -> torch.Tensor:
@@ -167,12 +188,14 @@ class LlavaSTProcessor(LlavaOnevisionProcessor):
         """Like LlavaOnevisionProcessor: `text` (str or list) with `<video>` / `<image>` placeholders,
         consumed in order by `videos` (uint8 [F, H, W, 3] each) and `images` (uint8 [H, W, 3] each).
         Returns input_ids / attention_mask [B, L] (right padded), pixel_values_videos [V, F, 3, S, S],
-        pixel_values [I, patches, 3, S, S] and image_sizes [I, 2] where present."""
+        pixel_values [I, patches, 3, S, S] and image_sizes [I, 2] where present, and (modes with queries)
+        the visual/query positions of each item (core.layout.GROUNDING_LAYOUT_KEYS: grounding_visual_index
+        [B, F, S], grounding_visual_mask, grounding_query_index [B, F], grounding_frame_mask)."""
         texts = [text] if isinstance(text, str) else list(text)
         videos = list(videos or [])
         images = [np.asarray(im) for im in (images or [])]
         v_iter, i_iter = iter(videos), iter(images)
-        rows = []
+        rows, blocks = [], []
         for sample in texts:
             segments: List[Segment] = []
             for n, chunk in enumerate(sample.split(self.video_token)):
@@ -183,14 +206,23 @@ class LlavaSTProcessor(LlavaOnevisionProcessor):
                         im = next(i_iter)
                         segments.append(ImageSegment(im.shape[0], im.shape[1]))
                     segments.append(piece)
-            rows.append(self.encode(segments))
+            ids, layouts = self.encode_with_layouts(segments)
+            rows.append(ids)
+            blocks.append(self.grounding_layout(layouts, len(rows) - 1))
         data = pad_ids(rows, self.tokenizer.pad_token_id)
+        if self.query_mode != "none":
+            data.update(GroundingIndex.collate(blocks, [None] * len(rows)).layout_batch())
         if videos:
             data["pixel_values_videos"] = torch.stack([self.video_pixels(v) for v in videos])
         if images:
             out = self.image_processor(images, return_tensors="pt")
             data["pixel_values"], data["image_sizes"] = out["pixel_values"], out["image_sizes"]
         return BatchFeature(data=data, tensor_type=None)
+
+
+def pooled_tokens_per_frame(grid: int) -> int:
+    """P: video tokens per frame of a g x g patch grid after the model's 2x2 bilinear pooling, ceil(g/2)^2."""
+    return math.ceil(grid / 2) ** 2
 
 
 def pad_ids(rows: Sequence[Sequence[int]], pad_id: int) -> dict:

@@ -4,14 +4,16 @@ Upstream (llava/model/llava_arch.py::prepare_inputs_labels_for_multimodal @ df17
 `<image>` placeholder by the visual block of its image or video, then truncates every item to
 `tokenizer_model_max_length` and pads the batch left or right. The host lets upstream build the blocks
 unchanged (newline tokens, pooling, anyres, unpadding) with truncation and padding switched off, then:
-  1. cuts each item's block into frames and puts the query embeddings in (core.build_visual_block),
+  1. cuts each item's block into frames and scatters them and the query embeddings at the positions of
+     the one layout (core.layout.block_layout, via core.build_visual_block),
   2. truncates and pads like upstream (`pad_like_upstream`),
 and records where every visual token, query and description token ended up (core.GroundingIndex).
 
 Frames inside a video block, per `mm_newline_position`: "grid" (h rows of h tokens + 1 newline each),
 "frame" (h*h tokens + 1 newline), "no_token" (h*h tokens) split the block into F equal chunks;
-"one_token" has F chunks of h*h tokens and one trailing newline, which stays last. An image's whole
-block (anyres base + unpadded grid + newlines) is one "frame" followed by the terminal query.
+"one_token" has F chunks of h*h tokens and one trailing newline: the layout's newline, last in mode
+"interleave", before the queries in mode "after" (core/layout.py says why). An image's whole block
+(anyres base + unpadded grid + newlines) is one "frame" followed by the terminal query.
 """
 
 import contextlib
@@ -31,7 +33,7 @@ class ItemBlock:
     start: position of the block's first token in the item's spliced (unpadded) sequence, which equals
         the position of `<image>` in the item's unpadded input_ids.
     length: tokens in the block. num_frames: F (1 for an image). trailing: tokens after the last frame
-        that belong to no frame (one_token's newline).
+        that belong to no frame (one_token's newline: the layout's newlines).
     """
 
     start: int
@@ -80,7 +82,8 @@ def find_block(ids: torch.Tensor, spliced_len: int, image_token_index: int, num_
 
 
 def insert_queries(seq: torch.Tensor, labels: torch.Tensor, block: ItemBlock, query_embeds: torch.Tensor, mode: str, ignore_index: int):
-    """Put the queries into one item's spliced sequence.
+    """Put the queries into one item's spliced sequence: the block's frames, trailing newline and queries
+    scattered at the positions of core.layout.block_layout.
 
     seq [n, D] embeddings, labels [n], query_embeds [F, D] (rows of <r_0..r_{F-1}> or the terminal <r_N>),
     mode "interleave" or "after". Returns (seq [n + F, D], labels [n + F], BlockLayout with positions in
@@ -89,10 +92,11 @@ def insert_queries(seq: torch.Tensor, labels: torch.Tensor, block: ItemBlock, qu
     end = block.start + block.length
     frames = seq[block.start : end - block.trailing]
     F = block.num_frames
-    new_block, layout = build_visual_block(frames.reshape(F, -1, seq.shape[-1]), query_embeds, mode)
-    new_seq = torch.cat([seq[: block.start], new_block, seq[end - block.trailing :]])
+    newlines = seq[end - block.trailing : end] if block.trailing else None
+    new_block, layout = build_visual_block(frames.reshape(F, -1, seq.shape[-1]), query_embeds, mode, newlines)
+    new_seq = torch.cat([seq[: block.start], new_block, seq[end:]])
     block_labels = torch.full((new_block.shape[0],), ignore_index, dtype=labels.dtype, device=labels.device)
-    new_labels = torch.cat([labels[: block.start], block_labels, labels[end - block.trailing :]])
+    new_labels = torch.cat([labels[: block.start], block_labels, labels[end:]])
     return new_seq, new_labels, layout.shifted(block.start)
 
 
