@@ -1,9 +1,10 @@
-"""8 descriptions on one video with video-prefix KV reuse vs 1 description (naive: 8x).
+"""8 descriptions on one video, batched on the shared video KV cache, vs 1 description (naive: 8x).
 
 On the LLaVA-NeXT host (mid-size model, 64 frames of 210 tokens): `generate_grounded` encodes the video
-prefix once (vision features, queries, LLM prefill) and, per description, prefills only the
-instruction on the shared KV cache, generates the span answer (forced to its token count), runs the
-decoder and crops the cache back. Compared: 1 description and 8 descriptions in one call; with
+prefix once (vision features, queries, LLM prefill); core.generation.generate_on_prefix (the routine
+both hosts use) then prefills the 8 instructions and decodes their span answers (forced to the span's
+token count) as ONE batch on the shared cache, one LLM call per step for all descriptions; the decoder
+runs once per description. Compared: 1 description and 8 descriptions in one call; with
 `--naive` also 8 separate calls (the naive way; otherwise it is estimated as 8 x one, which is what
 it measured: it repeats the whole call). The vision tower runs once and is cached (same for every variant).
 """
@@ -80,8 +81,14 @@ def run(args) -> int:
         "vision_tower_s": round(vision_s, 4),
         "per_extra_description_s": round((med["eight_shared_prefix"] - med["one"]) / 7, 4),
     }
-    record.data["targets"] = [common.target(f"8 descriptions / 1 description, shared prefix, {frames} frames", ratio, 2.0, "<=", "x")]
-    record.data["notes"].append("The vision tower is excluded (run once, cached); counting it would lower every ratio.")
+    record.data["targets"] = [common.target(f"8 descriptions / 1 description, batched on the shared prefix, {frames} frames", ratio,
+                                            1.25, "<=", "x")]
+    record.data["notes"] += [
+        "The vision tower is excluded (run once, cached); counting it would lower every ratio.",
+        "The 8 descriptions are one batch (core.generation): their tokens are packed after the prefix with a 4-D attention "
+        "mask, so the prefix's keys and values are read once per step for all of them (before: each description prefilled "
+        "and decoded on its own, 1.67x).",
+    ]
     record.write()
     return 0
 
