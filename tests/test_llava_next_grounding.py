@@ -77,7 +77,7 @@ def _fit(model, optimizer, inputs, steps):
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()
-        history.append((out.loss_lm.item(), (out.loss_l1 + out.loss_giou).item()))
+        history.append((out.loss_text.item(), (out.loss_l1 + out.loss_giou).item()))
     return history
 
 
@@ -130,7 +130,7 @@ def test_overfitting_one_stvg_sample_drives_both_losses_down(trained):
     with torch.no_grad():
         out = model(**batch)
     assert out.pred_boxes.shape == (1, 2, 4) and out.frame_mask.all()
-    assert torch.allclose(out.loss, out.loss_lm + 3 * out.loss_l1 + out.loss_giou)
+    assert torch.allclose(out.loss, out.loss_text + 3 * out.loss_l1 + out.loss_giou)
 
 
 @pytest.fixture(scope="module")

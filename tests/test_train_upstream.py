@@ -57,7 +57,7 @@ def test_one_process_with_bad_samples_trains_to_the_end_and_resumes(tiny_llava_d
     assert s["global_step"] == 4
     steps = [h for h in s["log_history"] if "loss" in h]
     assert [h["step"] for h in steps] == [1, 2, 3, 4]
-    assert all({"loss_lm", "loss_l1", "loss_giou"} <= set(h) for h in steps)
+    assert all({"loss_text", "loss_l1", "loss_giou"} <= set(h) for h in steps)
     assert any(h["loss_l1"] > 0 for h in steps)  # some batch held a grounded stvg or rec item
     summary = json.loads((out / "bad_samples_summary.json").read_text())
     assert summary == {"total": 5, "by_kind": {"invalid record": 2, "missing file": 2, "corrupt file": 1}}
@@ -88,16 +88,16 @@ def test_zero3_two_processes_saves_what_reloads(tiny_llava_dir, tmp_path):
     # the logged terms are averaged over both ranks like `loss`, so `loss` is their weighted sum
     rows = [h for h in s["log_history"] if "loss" in h]
     for h in rows:
-        assert h["loss"] == pytest.approx(h["loss_lm"] + 3 * h["loss_l1"] + h["loss_giou"], rel=1e-2, abs=2e-3), h
+        assert h["loss"] == pytest.approx(h["loss_text"] + 3 * h["loss_l1"] + h["loss_giou"], rel=1e-2, abs=2e-3), h
     # the same --seed gives the same losses at every step: the new weights are initialised from it
     again = tmp_path / "llava-qwen-st-zero3-again"
     train(tiny_llava_dir, data, again, nproc=2, MASTER_PORT=str(29100 + os.getpid() % 400), SAVE_STEPS="10")
-    terms = ("loss", "loss_lm", "loss_l1", "loss_giou")
+    terms = ("loss", "loss_text", "loss_l1", "loss_giou")
     assert [[h[k] for k in terms] for h in state(again)["log_history"] if "loss" in h] == [[h[k] for k in terms] for h in rows]
     assert (out / "checkpoint-2" / "global_step2").is_dir()  # DeepSpeed's own checkpoint
     first, last = weights(out / "checkpoint-2"), weights(out)
     assert not torch.equal(first["space_decoder.head.layers.0.weight"], last["space_decoder.head.layers.0.weight"])
-    assert all({"loss_lm", "loss_l1", "loss_giou"} <= set(h) for h in s["log_history"] if "loss" in h)
+    assert all({"loss_text", "loss_l1", "loss_giou"} <= set(h) for h in s["log_history"] if "loss" in h)
 
     before = torch.load(out / "before_save.pt", weights_only=False)
     tokenizer, model, _ = load_st_model(out, torch_dtype=torch.bfloat16)

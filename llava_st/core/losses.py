@@ -11,6 +11,9 @@ from torchvision.ops import generalized_box_iou_loss
 from .boxes import cxcywh_to_xyxy
 from .config import STConfig
 
+# The unweighted terms of eq. 5-6 as both hosts' model outputs name them: the text (time) loss, L1, GIoU.
+LOSS_TERMS = ("loss_text", "loss_l1", "loss_giou")
+
 
 def space_loss(pred_cxcywh: torch.Tensor, target_cxcywh: torch.Tensor, mask: torch.Tensor) -> Dict[str, torch.Tensor]:
     """L1 and GIoU loss over the frames inside the ground-truth span.

@@ -16,38 +16,16 @@ from transformers import Trainer, TrainingArguments
 
 from ...core.config import STConfig
 from ...data.bad_samples import BAD_SAMPLES_FILE, write_summary
+from ..loss_terms import LossTermsLogging
 from .build import convert_base, is_st_checkpoint, load_st
 from .data import STCollator, STDataset
 from .modeling import LlavaSTOnevisionForConditionalGeneration
 
 logger = logging.getLogger(__name__)
 
-LOSS_TERMS = ("loss_text", "loss_l1", "loss_giou")
-
-
-class STTrainer(Trainer):
-    """Trainer that also logs the mean of each loss term (loss_text, loss_l1, loss_giou) since the
-    last log, next to the total `loss`."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._terms = {k: [] for k in LOSS_TERMS}
-
-    def compute_loss(self, model, inputs, return_outputs=False):
-        out = model(**inputs)
-        for k in LOSS_TERMS:
-            value = getattr(out, k, None)
-            if value is not None:
-                self._terms[k].append(float(value.detach()))
-        return (out.loss, out) if return_outputs else out.loss
-
-    def log(self, logs):
-        if "loss" in logs:
-            for k, values in self._terms.items():
-                if values:
-                    logs[k] = round(sum(values) / len(values), 6)
-                values.clear()
-        super().log(logs)
+class STTrainer(LossTermsLogging, Trainer):
+    """Trainer that also logs each loss term (loss_text, loss_l1, loss_giou: the mean since the last log,
+    hosts.loss_terms), next to the total `loss`."""
 
 
 @dataclass

@@ -45,12 +45,12 @@ class LlavaSTCausalLMOutput(CausalLMOutputWithPast):
         terminal query's box); None when the batch has no visual block.
     frame_mask: [B, F] bool, True where pred_boxes[b, f] belongs to a real frame with its query in the
         sequence (False for padding frames and frames cut by truncation).
-    loss_lm, loss_l1, loss_giou: the unweighted terms; `loss` is their weighted sum (STConfig weights).
+    loss_text, loss_l1, loss_giou: the unweighted terms (core.losses.LOSS_TERMS); `loss` is their weighted sum (STConfig weights).
     """
 
     pred_boxes: Optional[torch.FloatTensor] = None
     frame_mask: Optional[torch.BoolTensor] = None
-    loss_lm: Optional[torch.FloatTensor] = None
+    loss_text: Optional[torch.FloatTensor] = None
     loss_l1: Optional[torch.FloatTensor] = None
     loss_giou: Optional[torch.FloatTensor] = None
 
@@ -265,7 +265,7 @@ class LlavaSTQwenForCausalLM(LlavaQwenForCausalLM):
             attentions=out.attentions,
             pred_boxes=pred_boxes,
             frame_mask=index.frame_mask.to(pred_boxes.device),
-            loss_lm=out.loss,
+            loss_text=out.loss,
             loss_l1=None if space is None else space["loss_l1"],
             loss_giou=None if space is None else space["loss_giou"],
         )

@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import List, Optional
 
 import numpy as np
@@ -34,6 +34,7 @@ from llava.train.train import DataCollatorForSupervisedDataset
 
 from ...core.config import QUERY_MODES, STConfig
 from ...core.decoder import QueryGuidedSpaceDecoder
+from ..loss_terms import LossTermsLogging
 from .config import LlavaSTQwenConfig
 from .dataset import BOX_TASKS, GroundingDataset, make_data_module, summarize
 from .loader import add_st_tokens
@@ -54,7 +55,6 @@ NUMPY_RNG_TYPES = [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))
 # An mm_tunable_parts entry of llava_st: train the space decoder even when the language model is frozen.
 ST_DECODER_PART = "st_decoder"
 # The unweighted loss terms of LlavaSTCausalLMOutput, logged beside `loss`.
-LOSS_TERMS = ("loss_lm", "loss_l1", "loss_giou")
 
 
 def _st_argument_fields():
@@ -81,11 +81,11 @@ def decoder_parameters(model) -> List[torch.nn.Parameter]:
     return [p for m in model.modules() if isinstance(m, QueryGuidedSpaceDecoder) for p in m.parameters()]
 
 
-class LlavaSTTrainer(LLaVATrainer):
+class LlavaSTTrainer(LossTermsLogging, LLaVATrainer):
     """Upstream's LLaVATrainer with its two blocking bugs repaired, the query tokens added, the space
     decoder trainable (with `mm_language_model` or `st_decoder` in mm_tunable_parts) and optionally on
     its own learning rate, each loss term logged (the mean since the last log over steps and ranks, as
-    `loss`), and a bad-sample summary at the end."""
+    `loss`: hosts.loss_terms), and a bad-sample summary at the end."""
 
     # Upstream bug 1 (df17966): LLaVATrainer._inner_training_loop uses names it never imports
     # (NameError: DebugOption); transformers' own loop is what it was copied from.
@@ -111,8 +111,6 @@ class LlavaSTTrainer(LLaVATrainer):
         if args.deepspeed and args.bf16:
             cast_unpartitioned_to_bf16(model)
         super().__init__(model=model, args=args, **kwargs)
-        self._terms = defaultdict(float)  # loss_* terms of this rank since the last log, summed
-        self._term_calls = 0
         self._head_group_done = False
         if isinstance(self.train_dataset, GroundingDataset):
             self.train_dataset.boxes_as_text = isinstance(model, LlavaSTQwenForCausalLM) and not model.config.st.uses_decoder
@@ -139,30 +137,6 @@ class LlavaSTTrainer(LLaVATrainer):
             optimizer.add_param_group(group)
         self._head_group_done = True
         return optimizer
-
-    def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
-        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, **kwargs)
-        if isinstance(outputs, dict):
-            for key, value in outputs.items():
-                if key.startswith("loss_") and torch.is_tensor(value):
-                    self._terms[key] += float(value.detach().float())
-            self._term_calls += 1
-        return (loss, outputs) if return_outputs else loss
-
-    def log(self, logs, *args, **kwargs):
-        if "loss" in logs and self._term_calls:
-            # Averaged over the ranks like `loss` (transformers gathers tr_loss and takes the mean), so
-            # that `loss` is the λ-weighted sum of the logged terms under data parallelism too. log()
-            # runs on every rank; a term a rank never saw counts 0 there, as in its `loss`.
-            names = LOSS_TERMS
-            values = [self._terms.get(k, 0.0) / self._term_calls for k in names] + [float(k in self._terms) for k in names]
-            local = torch.tensor(values, device=self.args.device, dtype=torch.float64)
-            gathered = self._nested_gather(local).view(-1, 2 * len(names))
-            means, seen = gathered[:, : len(names)].mean(0).tolist(), gathered[:, len(names) :].amax(0).tolist()
-            logs.update({k: round(v, 4) for k, v, s in zip(names, means, seen) if s})
-            self._terms.clear()
-            self._term_calls = 0
-        return super().log(logs, *args, **kwargs)
 
     def train(self, *args, **kwargs):
         result = super().train(*args, **kwargs)
