@@ -19,6 +19,8 @@ The 1- and 2-rank runs alternate repeat by repeat; every run starts from an empt
 core_share is each rank's CPU seconds over its call's wall seconds: near 1 a rank had a core to itself
 the whole time; well below 1 it waited (for a core taken by other processes on this shared machine, or
 at the final barrier). ratio_of_fastest compares the fastest run of each variant (the least disturbed).
+cpu_s_per_record is all ranks' CPU seconds per record: when it grows with 2 ranks, the two cores
+slow each other down (shared cache and memory bandwidth, or vCPUs that share a physical core).
 """
 
 import json
@@ -58,6 +60,19 @@ def one_run(nproc: int, src: Path, work: Path, times: Path, url: str, detector: 
             "core_share": [r["cpu_s"] / max(r["seconds"], 1e-9) for r in ranks], "final": final}
 
 
+def contention(runs: dict, records: int, ratio_of_fastest: float) -> str:
+    """How much of a core each rank of the 2-rank runs had, and what a record cost in CPU seconds."""
+    shares = [x for r in runs[2] for x in r["core_share"]]
+    cpu = {n: common.median([cpu_seconds(r) for r in v]) / records * 1000 for n, v in runs.items()}
+    return (f"the 2-rank runs' ranks had {min(shares):.2f}-{max(shares):.2f} of a core (median {common.median(shares):.2f}); "
+            f"{cpu[1]:.1f} CPU ms per record with 1 rank, {cpu[2]:.1f} with 2; the fastest runs' ratio {ratio_of_fastest:.2f}x")
+
+
+def cpu_seconds(run: dict) -> float:
+    """CPU seconds of all ranks of one run (each rank's core share times its call's seconds)."""
+    return sum(share * seconds for share, seconds in zip(run["core_share"], run["rank_s"]))
+
+
 def run(args) -> int:
     from llava_st.testing import write_moving_box_video
     from llava_st.testing.grounding_dino import build_tiny_grounding_dino
@@ -91,6 +106,7 @@ def run(args) -> int:
     ratios = [a / b for a, b in zip(pipe[1], pipe[2])]
     wall_ratios = [a / b for a, b in zip(wall[1], wall[2])]
     ratio = common.median(pipe[1]) / common.median(pipe[2])
+    ratio_of_fastest = min(pipe[1]) / min(pipe[2])
     wall_ratio = common.median(wall[1]) / common.median(wall[2])
     record.data["results"] = {
         "pipeline_s": {str(n): [round(x, 3) for x in v] for n, v in pipe.items()},
@@ -99,7 +115,8 @@ def run(args) -> int:
         "rank_s_2_ranks": [[round(x, 3) for x in r["rank_s"]] for r in runs[2]],
         "start_lag_s_2_ranks": [round(r["start_lag_s"], 3) for r in runs[2]],
         "core_share": {str(n): [[round(x, 3) for x in r["core_share"]] for r in v] for n, v in runs.items()},
-        "ratio_of_fastest": round(min(pipe[1]) / min(pipe[2]), 3),
+        "cpu_s_per_record": {str(n): round(common.median([cpu_seconds(r) for r in v]) / records, 5) for n, v in runs.items()},
+        "ratio_of_fastest": round(ratio_of_fastest, 3),
         "wall_s": {str(n): [round(x, 3) for x in v] for n, v in wall.items()},
         "records_per_s": {str(n): round(records / common.median(v), 3) for n, v in pipe.items()},
         "records_per_s_end_to_end": {str(n): round(records / common.median(v), 3) for n, v in wall.items()},
@@ -116,8 +133,9 @@ def run(args) -> int:
     record.data["notes"].append(
         f"synth_ranks: 2 ranks / 1 = {ratio:.2f}x on the pipeline span over {records} records, {kept} kept "
         f"(per-repeat {', '.join(f'{r:.2f}' for r in ratios)}), "
-        f"{wall_ratio:.2f}x end to end with process start and model load; 2 ranks need both cores, which other "
-        f"developers share (1-min load {busy:.1f} before the run), so the 2-rank figure is a lower bound.")
+        f"{wall_ratio:.2f}x end to end with process start and model load; {contention(runs, records, ratio_of_fastest)}; "
+        f"2 ranks need both cores, which other developers share (1-min load {busy:.1f} before the run), so the 2-rank figure "
+        f"is a lower bound.")
     record.write()
     if not kept:
         common.logger.error("synth_ranks: the pipeline kept no record; the benchmark measured a pipeline that drops everything")
