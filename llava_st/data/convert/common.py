@@ -23,8 +23,8 @@ from typing import Iterable, List, Optional, Sequence
 from tqdm import tqdm
 
 from ...core.timespan import format_span, frames_to_span
-from ..paths import show_id
-from ..schema import MAX_VIDEO_FRAMES
+from ..paths import path_problem, show_id
+from ..schema import MAX_VIDEO_FRAMES, validate_record
 from ..templates import REC_ANSWER, instruction
 
 logger = logging.getLogger(__name__)
@@ -251,8 +251,11 @@ def grounding_record(
     data root; `span` (seconds) and `boxes` ([{"t": seconds, "xyxy": pixels}]) as in the schema; `extra`
     keys are copied (e.g. `clip`, `source`, `sentence_type`)."""
     caption = " ".join(text(caption, "caption").split())
+    media_key = "image" if task == "rec" else "video"
     if not isinstance(media, str):
-        raise BadEntry("video" if task != "rec" else "image", "path not a string", media)
+        raise BadEntry(media_key, "path not a string", media)
+    if path_problem(media) is not None:  # absolute, `..`, NUL, empty: never a path under a data root
+        raise BadEntry(media_key, "not a relative path inside the data root", media)
     record = {"id": record_id, "task": task, ("image" if task == "rec" else "video"): media}
     record["conversations"] = conversations(task, caption, rng, span)
     record["caption"] = caption
@@ -264,6 +267,10 @@ def grounding_record(
         if value is not None:
             record[key] = round(float(value), 4) if isinstance(value, float) else value
     record.update(extra)
+    problems = validate_record(record)
+    if problems:  # what the checks above did not foresee (e.g. an id that is no valid text): the entry is dropped
+        field, _, message = problems[0].partition(" field=")[2].partition(": ")
+        raise BadEntry(field, "not valid in a Uni-STG record", where=message)
     return record
 
 

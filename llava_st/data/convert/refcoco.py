@@ -107,6 +107,8 @@ def convert_refcoco(
             file_name = text(need(image, "file_name", "image file_name"), "image file_name")
             xyxy = xywh_to_xyxy_clipped(xywh_box(need(ann, "bbox", "annotation bbox"), "annotation bbox"), width, height)
             sentences = sequence(need(ref, "sentences"), "sentences")
+            if not sentences:
+                raise BadEntry("sentences", "empty")
         except ENTRY_ERRORS as e:
             drops.error(e, rid)
             continue

@@ -224,6 +224,9 @@ def _checked_tube(fps, width, height, frame_count, seg, gt, gt_name, seg_name) -
 
 def _sentences(base_id, item, entry, video_path, trajectories, bad_tids, rng, video_prefix, drops) -> Iterator[dict]:
     begin, end = entry["frames"]
+    if not any(item.get(key) for key, _ in SENTENCE_KEYS):  # nothing to convert: said, not lost silently
+        drops.note("no sentence: captions and questions empty or missing", base_id)
+        return
     for key, sentence_type in SENTENCE_KEYS:
         sentences = item.get(key, [])
         if not isinstance(sentences, list):

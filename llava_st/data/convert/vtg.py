@@ -222,6 +222,8 @@ def convert_tacos(ann: str, seed: int = 0, video_prefix: str = "", drops: Option
             sentences = sequence(need(item, "sentences"), "sentences")
             if len(timestamps) != len(sentences):
                 raise BadEntry("timestamps", "not one per sentence", [len(timestamps), len(sentences)])
+            if not sentences:
+                raise BadEntry("sentences", "empty (no moment in the video)")
         except ENTRY_ERRORS as e:
             drops.error(e, f"tacos_{stem}")
             continue
