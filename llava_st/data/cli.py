@@ -2,11 +2,13 @@
 
     llava-st data validate FILE [FILE ...] [--data-root DIR]
     llava-st data convert DATASET --out OUT.jsonl [--ann FILE] [dataset options]   (DATASET: see --help)
-    llava-st data mix SOURCE [SOURCE ...] --out OUT.jsonl [--seed N] [--table1 [--scale S]]
+    llava-st data mix SOURCE [SOURCE ...] --out OUT.jsonl [--seed N] [--table1 [--scale S]] [--data-root DIR] [--strict]
     llava-st data synth analyze|annotate|refine|filter IN OUT [stage options]
     llava-st data synth run IN WORKDIR [analyzer and annotator options]
 
-Every command streams its files, shows a progress bar, and exits non-zero when it found bad records.
+Every command streams its files, shows a progress bar, names each bad record (file, line or id, field) and
+goes on with the others, and exits 1 when it rejected any, 2 when a file cannot be read at all (one line
+naming it).
 """
 
 import argparse
@@ -112,19 +114,33 @@ def _convert(args) -> int:
 
 
 def _mix(args) -> int:
-    from .jsonl import count_lines
-    from .mix import first_task, mix, parse_source, table1_counts
+    from .mix import mix_files, parse_source
 
+    _safe_output()
+    if args.data_root is not None and not os.path.isdir(args.data_root):
+        print(f"llava-st data mix: --data-root {args.data_root}: not a directory", file=sys.stderr)
+        return 2
     sources = [parse_source(s) for s in args.sources]
-    counts = None
-    if args.table1:
-        paths = [s.path for s in sources]
-        counts = table1_counts(paths, [count_lines(p) for p in paths], [first_task(p) for p in paths], args.scale)
-    taken = mix(sources, args.out, seed=args.seed, counts=counts)
-    for path, n in taken.items():
+    shown = [0]
+
+    def problem(message: str) -> None:
+        shown[0] += 1
+        if shown[0] <= args.max_print:
+            print(message)
+
+    report = mix_files(sources, args.out, seed=args.seed, table1_scale=args.scale if args.table1 else None,
+                       data_root=args.data_root, strict=args.strict, on_problem=problem)
+    if shown[0] > args.max_print:
+        print(f"... {shown[0] - args.max_print} more rejected records not shown (--max-print)")
+    if report.file_errors:
+        for error in report.file_errors:
+            print(f"llava-st data mix: {error}", file=sys.stderr)
+        print(f"llava-st data mix: {len(report.file_errors)} unreadable source(s); {args.out} not written", file=sys.stderr)
+        return 2
+    for path, n in report.taken.items():
         print(f"{path}: {n}")
-    print(f"{args.out}: {sum(taken.values())} records")
-    return 0
+    print(f"{args.out}: {report.written} records; {report.rejected} of {report.records} input records rejected")
+    return 1 if report.rejected else 0
 
 
 def _analyzer(args):
@@ -156,9 +172,16 @@ def _annotator(args):
 
 
 def _synth(args) -> int:
+    from .jsonl import iter_records
     from .synth import Filter, Refiner, run_pipeline
     from .synth.shards import dist_info, init_distributed, run_sharded
 
+    _safe_output()
+    next(iter_records(args.input), None)  # an unreadable input: one line naming it (DataFileError), before any model loads
+    if args.stage == "annotate" or args.stage == "run":
+        if not os.path.isdir(args.data_root):
+            print(f"llava-st data synth: --data-root {args.data_root}: not a directory", file=sys.stderr)
+            return 2
     rank, world_size = dist_info(args.rank, args.world_size)
     started = init_distributed(world_size)
     refiner = lambda: Refiner(args.min_seconds, args.max_seconds)  # noqa: E731
@@ -185,7 +208,11 @@ def _synth(args) -> int:
         dist.destroy_process_group()
     for report in reports or ():  # None: a rank other than 0, or shards left to merge
         print(report.summary())
-    return 0
+    if not reports:
+        return 0
+    rejected = sum(r.rejected for r in reports)
+    print(f"synth: {rejected} input record(s) rejected as bad input (named above; see the .dropped.jsonl files)")
+    return 1 if rejected else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -230,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the paper's Table 1 counts per task (split over each task's files by size)",
     )
     p.add_argument("--scale", type=float, default=1.0, help="with --table1: multiply every count by this")
+    p.add_argument("--data-root", help="media paths must stay inside this directory (links followed)")
+    p.add_argument("--strict", action="store_true", help="also refuse records lacking a field the schema requires")
+    p.add_argument("--max-print", type=int, default=1000, help="print at most this many rejected records")
     p.set_defaults(func=_mix)
 
     p = sub.add_parser("synth", help="the STVG synthesis pipeline (Analyzer, Annotator, Refiner, Filter)")

@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 from typing import Callable, List, Optional
 
-from .stage import Dropped
+from .stage import Dropped, need_text
 
 logger = logging.getLogger(__name__)
 
@@ -214,13 +214,16 @@ class Analyzer:
     analysed at once by the stage runner (requests in flight; for a served LLM, not for `LocalChat`).
     """
 
+    reads = ("caption",)
+
     def __init__(self, chat, concurrency: int = 1):
         self.chat, self.concurrency = chat, max(int(concurrency), 1)
 
     def __call__(self, record: dict) -> dict:
+        caption = need_text(record, "caption")  # a record without one is bad input, never a request
         messages = [
             {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": USER_PROMPT.format(caption=record.get("caption", ""))},
+            {"role": "user", "content": USER_PROMPT.format(caption=caption)},
         ]
         try:
             answer = self.chat(messages)

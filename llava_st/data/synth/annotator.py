@@ -19,7 +19,7 @@ import torch
 
 from ..paths import MediaPathError, resolve_media
 from ..video import VideoReadError, sample_frames
-from .stage import Dropped
+from .stage import Dropped, need_span, need_text
 
 logger = logging.getLogger(__name__)
 
@@ -102,18 +102,22 @@ class Annotator:
                 )
         return results
 
+    reads = ("video", "span", "target")
+
     def __call__(self, record: dict) -> dict:
         try:
             path = str(resolve_media(self.data_root, record.get("video"), record.get("id"), "video"))
         except MediaPathError as e:
             logger.warning("%s", e)
             raise Dropped("path outside data root") from e
+        span = need_span(record)  # checked before any decoding: a bad span is bad input, not a bad video
+        target = need_text(record, "target")
         try:
-            frames, times, fps, duration = read_span_frames(path, record["span"], self.sample_fps)
+            frames, times, fps, duration = read_span_frames(path, span, self.sample_fps)
         except VideoReadError as e:
             logger.warning("id=%s field=video: %s", record.get("id"), e)
             raise Dropped("video unreadable") from e
-        detections = [{"t": round(float(t), 4), **d} for t, d in zip(times, self.detect(frames, record["target"]))]
+        detections = [{"t": round(float(t), 4), **d} for t, d in zip(times, self.detect(frames, target))]
         height, width = (
             (frames.shape[1], frames.shape[2]) if len(frames) else (record.get("height"), record.get("width"))
         )

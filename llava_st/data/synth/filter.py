@@ -11,8 +11,8 @@ with boxes [{"t": seconds, "xyxy": pixels}], `synthetic: true`; `source` and the
 
 import random
 
-from ..convert.common import clip_xyxy, grounding_record
-from .stage import Dropped
+from ..convert.common import BadEntry, clip_xyxy, grounding_record
+from .stage import BadInput, Dropped
 
 KEPT_FIELDS = ("source", "objects", "target")
 
@@ -24,6 +24,8 @@ def box_area(xyxy) -> float:
 
 class Filter:
     """Stage: refined record with `detections` -> final stvg record with `boxes`."""
+
+    reads = ("detections", "width", "height")
 
     def __init__(self, max_boxes: int = 3, min_ratio: float = 0.5, max_ratio: float = 2.0, seed: int = 0):
         self.max_boxes, self.min_ratio, self.max_ratio = max_boxes, min_ratio, max_ratio
@@ -47,6 +49,13 @@ class Filter:
                 raise Dropped("box area jumps between adjacent frames")
         extra = {k: record[k] for k in KEPT_FIELDS if k in record}
         rng = random.Random(f"{self.seed}:{record['id']}")
+        try:
+            return self._record(record, rng, boxes, width, height, extra)
+        except BadEntry as e:  # a field of the input the final record cannot have (grounding_record checks it)
+            raise BadInput(e.field, str(e)) from None
+
+    @staticmethod
+    def _record(record, rng, boxes, width, height, extra) -> dict:
         return grounding_record(
             record["id"],
             "stvg",

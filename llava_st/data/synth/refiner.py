@@ -11,6 +11,8 @@ from .stage import Dropped
 class Refiner:
     """Stage: record with `detections` -> record with the refined `span` (seconds)."""
 
+    reads = ("detections",)
+
     def __init__(self, min_seconds: float = 2.0, max_seconds: float = 120.0):
         self.min_seconds, self.max_seconds = min_seconds, max_seconds
 

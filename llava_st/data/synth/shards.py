@@ -25,8 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ..jsonl import iter_lines
-from .stage import StageReport, dropped_path, run_stage
+from .stage import StageReport, dropped_path, input_entries, run_stage
 
 logger = logging.getLogger(__name__)
 
@@ -135,15 +134,17 @@ def _raw_rows(path: Path) -> Iterator[Tuple[str, bytes]]:
                 yield str(json.loads(raw).get("id")), raw
 
 
-def _winners(in_path, world_size: int) -> Tuple[List[str], Dict[str, int]]:
-    """Ids in input order (first occurrences; unreadable lines as `line<N>`) and the rank holding each."""
-    order, winner = [], {}
-    for k, (line_no, record, error) in enumerate(iter_lines(in_path)):
-        rid = f"line{line_no}" if error else str(record.get("id"))
+def _winners(in_path, world_size: int) -> Tuple[List[str], Dict[str, int], int]:
+    """Ids in input order (first occurrences; unreadable lines as `line<N>`, stage.input_entries), the
+    rank holding each, and how many later records repeat an id."""
+    order, winner, duplicates = [], {}, 0
+    for k, (_, rid, _, _) in enumerate(input_entries(in_path)):
         if rid not in winner:
             winner[rid] = k % world_size
             order.append(rid)
-    return order, winner
+        else:
+            duplicates += 1
+    return order, winner, duplicates
 
 
 def _merge_file(order, winner, shards: List[Path], merged: Path) -> Counter:
@@ -184,7 +185,7 @@ def _merge_file(order, winner, shards: List[Path], merged: Path) -> Counter:
 def merge_shards(in_path, names: Sequence[str], outputs: Sequence, world_size: int) -> List[StageReport]:
     """Merge every rank's files of each stage into `outputs` (and their dropped files), in input order;
     reports with the merged counts and the ranks' resumed counts summed."""
-    order, winner = _winners(in_path, world_size)
+    order, winner, duplicates = _winners(in_path, world_size)
     markers = [json.loads(done_path(outputs, r, world_size).read_text()) for r in range(world_size)]
     reports = []
     for i, (name, out) in enumerate(zip(names, outputs)):
@@ -193,5 +194,6 @@ def merge_shards(in_path, names: Sequence[str], outputs: Sequence, world_size: i
         kept = _merge_file(order, winner, shards, out)
         dropped = _merge_file(order, winner, [dropped_path(s) for s in shards], dropped_path(out))
         resumed = sum(m["stages"][i]["resumed"] for m in markers if i < len(m["stages"]))
-        reports.append(StageReport(name, kept=sum(kept.values()), dropped=Counter(dropped), resumed=resumed))
+        reports.append(StageReport(name, kept=sum(kept.values()), dropped=Counter(dropped), resumed=resumed,
+                                   duplicates=duplicates if i == 0 else 0))
     return reports
