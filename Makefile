@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install upstream lock lint test demo demo-train bench clean
+.PHONY: install upstream lock lint test demo demo-train base bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,12 @@ demo: install
 
 demo-train: install
 	$(PY) -m llava_st.cli demo --train-checkpoint
+
+# Retrain the base model (llava_st/recipes/base_model.py) on one core: writes llava_st/checkpoints/llava-st-base
+# (weights + recipe.json with the held-out QA accuracies) and bench/results/base_model.json.
+base: install
+	OMP_NUM_THREADS=1 $(PY) -m llava_st.recipes.base_model
+	$(PY) -m bench.readme_table
 
 bench: install
 	$(PY) -m bench.run_all
