@@ -302,4 +302,7 @@ def test_synth_annotate_refuses_bad_spans_targets_and_paths(tmp_path, cache_dir,
     for rid, field in [("span_str", "span"), ("reversed", "span"), ("no_target", "target"), ("up", "video"), ("abs", "video"),
                        ("linked", "video"), ("gone", "video")]:
         assert any(f"id={rid}" in m and f"field={field}" in m for m in stderr.splitlines()), (rid, field)
+    for n, rid in [(5, "up"), (6, "abs"), (7, "linked")]:  # bad input: one message naming file, line, id and field
+        mine = [m for m in stderr.splitlines() if f"id={rid}" in m]
+        assert len(mine) == 1 and f"{src}: line {n}: id={rid}: path outside data root (field=video: " in mine[0], mine
     assert "synth: 6 input record(s) rejected" in stdout  # a missing video is no bad record

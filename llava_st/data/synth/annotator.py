@@ -107,9 +107,8 @@ class Annotator:
     def __call__(self, record: dict) -> dict:
         try:
             path = str(resolve_media(self.data_root, record.get("video"), record.get("id"), "video"))
-        except MediaPathError as e:
-            logger.warning("%s", e)
-            raise Dropped("path outside data root") from e
+        except MediaPathError as e:  # bad input: logged once with file, line, id and field (stage.apply_stage)
+            raise Dropped("path outside data root", f"field={e.field}: {e.reason}") from e
         span = need_span(record)  # checked before any decoding: a bad span is bad input, not a bad video
         target = need_text(record, "target")
         try:

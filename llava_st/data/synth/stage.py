@@ -143,10 +143,9 @@ def apply_stage(stage: Callable[[dict], dict], record: dict, rid: str, where: st
     logged once, naming `where` (file and line), the id and the field."""
     try:
         return stage(record), None
-    except BadInput as d:
-        logger.warning("%sid=%s: %s (%s)", where, show_id(rid), d.reason, d.detail)
-        return None, {"id": rid, "reason": d.reason, "detail": d.detail}
     except Dropped as d:
+        if is_bad_input(d.reason):  # BadInput, a path outside the data root, ...
+            logger.warning("%sid=%s: %s (%s)", where, show_id(rid), d.reason, d.detail)
         row = {"id": rid, "reason": d.reason}
         return None, (dict(row, detail=d.detail) if d.detail else row)
     except RECORD_ERRORS as e:
