@@ -67,7 +67,7 @@ def run(args) -> int:
         "ideal_ratio": wide,
         "server_max_in_flight": max_in_flight,
         "ratio": round(ratio, 3),
-        "stability": stability(ratios),
+        "stability": common.stability(ratios),
     }
     record.data["targets"] = [common.target(f"Analyzer records/s, {wide} in flight / 1 ({latency * 1000:.0f} ms server latency)",
                                             ratio, 10, ">=", "x")]
@@ -76,13 +76,6 @@ def run(args) -> int:
         f"{', '.join(f'{r:.1f}' for r in ratios)} ({record.data['results']['stability']['spread_pct']:.0f}% spread).")
     record.write()
     return 0
-
-
-def stability(ratios) -> dict:
-    """How stable a ratio is over repeats: each repeat's ratio, min, max, and (max - min) / median in %."""
-    med = common.median(ratios)
-    return {"repeats": len(ratios), "ratios": [round(r, 3) for r in ratios], "min": round(min(ratios), 3),
-            "max": round(max(ratios), 3), "spread_pct": round(100 * (max(ratios) - min(ratios)) / med, 1)}
 
 
 def main(argv=None) -> int:

@@ -32,8 +32,6 @@ import time
 from pathlib import Path
 
 from . import common
-from .bench_analyzer import stability
-from .bench_synth_ranks import contention, cpu_seconds
 
 FRAMES = 8
 
@@ -105,41 +103,17 @@ def run(args) -> int:
                 common.logger.info("%d rank(s): evaluate span %.2f s (rank calls %s), wall %.2f s", nproc, r["evaluate_s"],
                                    [round(x, 2) for x in r["rank_s"]], r["wall_s"])
     identical = all(r["metrics"] == runs[1][0]["metrics"] for n in runs for r in runs[n])
-    span = {n: [r["evaluate_s"] for r in v] for n, v in runs.items()}
-    rank0 = {n: [r["rank0_s"] for r in v] for n, v in runs.items()}
-    wall = {n: [r["wall_s"] for r in v] for n, v in runs.items()}
-    ratios = [a / b for a, b in zip(span[1], span[2])]
-    wall_ratios = [a / b for a, b in zip(wall[1], wall[2])]
-    ratio = common.median(span[1]) / common.median(span[2])
-    ratio_of_fastest = min(span[1]) / min(span[2])
-    wall_ratio = common.median(wall[1]) / common.median(wall[2])
     counts = runs[1][0]["metrics"]["counts"]
-    record.data["results"] = {
-        "evaluate_s": {str(n): [round(x, 3) for x in v] for n, v in span.items()},
-        "rank0_call_s": {str(n): [round(x, 3) for x in v] for n, v in rank0.items()},
-        "ratio_rank0_call": round(common.median(rank0[1]) / common.median(rank0[2]), 3),
-        "rank_s_2_ranks": [[round(x, 3) for x in r["rank_s"]] for r in runs[2]],
-        "start_lag_s_2_ranks": [round(r["start_lag_s"], 3) for r in runs[2]],
-        "core_share": {str(n): [[round(x, 3) for x in r["core_share"]] for r in v] for n, v in runs.items()},
-        "cpu_s_per_record": {str(n): round(common.median([cpu_seconds(r) for r in v]) / records, 5) for n, v in runs.items()},
-        "ratio_of_fastest": round(ratio_of_fastest, 3),
-        "wall_s": {str(n): [round(x, 3) for x in v] for n, v in wall.items()},
-        "records_per_s": {str(n): round(records / common.median(v), 3) for n, v in span.items()},
-        "seconds_per_record_1_rank": round(common.median(span[1]) / records, 4),
-        "records_per_s_end_to_end": {str(n): round(records / common.median(v), 3) for n, v in wall.items()},
-        "ratio": round(ratio, 3),
-        "stability": stability(ratios),
-        "ratio_end_to_end": round(wall_ratio, 3),
-        "stability_end_to_end": stability(wall_ratios),
-        "merged_metrics_identical_to_1_rank": identical,
-        "counts": counts,
-    }
+    results = common.rank_scaling(runs, records, "evaluate_s")
+    ratio, ratio_of_fastest, wall_ratio = results["ratio"], results["ratio_of_fastest"], results["ratio_end_to_end"]
+    ratios = results["stability"]["ratios"]
+    record.data["results"] = {**results, "merged_metrics_identical_to_1_rank": identical, "counts": counts}
     record.data["targets"] = [common.target(f"eval records/s, 2 ranks / 1 (tiny ST checkpoint, {records} STVG records)",
                                             ratio, 1.8, ">=", "x")]
     record.data["notes"].append(
         f"eval_ranks: 2 ranks / 1 = {ratio:.2f}x on the evaluate span over {records} records "
         f"(per-repeat {', '.join(f'{r:.2f}' for r in ratios)}), {wall_ratio:.2f}x end to end with process start and checkpoint "
-        f"load; {contention(runs, records, ratio_of_fastest)}; merged metrics {'identical' if identical else 'NOT identical'} "
+        f"load; {common.contention(runs, records, ratio_of_fastest)}; merged metrics {'identical' if identical else 'NOT identical'} "
         f"to 1 rank; 1-min load "
         f"{record.data['load_before'][0]:.1f} before the run on 2 cores shared with other developers.")
     record.write()

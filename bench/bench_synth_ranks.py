@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 
 from . import common
-from .bench_analyzer import stability
 
 DETECTOR_SEED = 3  # a random tiny detector whose boxes pass the Filter on this video (see the module docstring)
 
@@ -58,19 +57,6 @@ def one_run(nproc: int, src: Path, work: Path, times: Path, url: str, detector: 
     return {"pipeline_s": span, "rank0_s": ranks[0]["seconds"], "rank_s": [r["seconds"] for r in ranks],
             "start_lag_s": max(r["start"] for r in ranks) - min(r["start"] for r in ranks), "wall_s": wall,
             "core_share": [r["cpu_s"] / max(r["seconds"], 1e-9) for r in ranks], "final": final}
-
-
-def contention(runs: dict, records: int, ratio_of_fastest: float) -> str:
-    """How much of a core each rank of the 2-rank runs had, and what a record cost in CPU seconds."""
-    shares = [x for r in runs[2] for x in r["core_share"]]
-    cpu = {n: common.median([cpu_seconds(r) for r in v]) / records * 1000 for n, v in runs.items()}
-    return (f"the 2-rank runs' ranks had {min(shares):.2f}-{max(shares):.2f} of a core (median {common.median(shares):.2f}); "
-            f"{cpu[1]:.1f} CPU ms per record with 1 rank, {cpu[2]:.1f} with 2; the fastest runs' ratio {ratio_of_fastest:.2f}x")
-
-
-def cpu_seconds(run: dict) -> float:
-    """CPU seconds of all ranks of one run (each rank's core share times its call's seconds)."""
-    return sum(share * seconds for share, seconds in zip(run["core_share"], run["rank_s"]))
 
 
 def run(args) -> int:
@@ -100,40 +86,17 @@ def run(args) -> int:
                 logger_line(nproc, runs[nproc][-1])
     identical = all(r["final"] == runs[1][0]["final"] for n in runs for r in runs[n])
     kept = runs[1][0]["final"].count(b"\n")
-    pipe = {n: [r["pipeline_s"] for r in v] for n, v in runs.items()}
-    rank0 = {n: [r["rank0_s"] for r in v] for n, v in runs.items()}
-    wall = {n: [r["wall_s"] for r in v] for n, v in runs.items()}
-    ratios = [a / b for a, b in zip(pipe[1], pipe[2])]
-    wall_ratios = [a / b for a, b in zip(wall[1], wall[2])]
-    ratio = common.median(pipe[1]) / common.median(pipe[2])
-    ratio_of_fastest = min(pipe[1]) / min(pipe[2])
-    wall_ratio = common.median(wall[1]) / common.median(wall[2])
-    record.data["results"] = {
-        "pipeline_s": {str(n): [round(x, 3) for x in v] for n, v in pipe.items()},
-        "rank0_call_s": {str(n): [round(x, 3) for x in v] for n, v in rank0.items()},
-        "ratio_rank0_call": round(common.median(rank0[1]) / common.median(rank0[2]), 3),
-        "rank_s_2_ranks": [[round(x, 3) for x in r["rank_s"]] for r in runs[2]],
-        "start_lag_s_2_ranks": [round(r["start_lag_s"], 3) for r in runs[2]],
-        "core_share": {str(n): [[round(x, 3) for x in r["core_share"]] for r in v] for n, v in runs.items()},
-        "cpu_s_per_record": {str(n): round(common.median([cpu_seconds(r) for r in v]) / records, 5) for n, v in runs.items()},
-        "ratio_of_fastest": round(ratio_of_fastest, 3),
-        "wall_s": {str(n): [round(x, 3) for x in v] for n, v in wall.items()},
-        "records_per_s": {str(n): round(records / common.median(v), 3) for n, v in pipe.items()},
-        "records_per_s_end_to_end": {str(n): round(records / common.median(v), 3) for n, v in wall.items()},
-        "ratio": round(ratio, 3),
-        "stability": stability(ratios),
-        "ratio_end_to_end": round(wall_ratio, 3),
-        "stability_end_to_end": stability(wall_ratios),
-        "merged_output_identical_to_1_rank": identical,
-        "kept_records": kept,
-    }
+    results = common.rank_scaling(runs, records, "pipeline_s")
+    ratio, ratio_of_fastest, wall_ratio = results["ratio"], results["ratio_of_fastest"], results["ratio_end_to_end"]
+    ratios = results["stability"]["ratios"]
+    record.data["results"] = {**results, "merged_output_identical_to_1_rank": identical, "kept_records": kept}
     record.data["targets"] = [common.target(f"synthesis records/s, 2 ranks / 1 (tiny GroundingDINO, {records} records, pipeline)",
                                             ratio, 1.8, ">=", "x")]
     busy = record.data["load_before"][0]
     record.data["notes"].append(
         f"synth_ranks: 2 ranks / 1 = {ratio:.2f}x on the pipeline span over {records} records, {kept} kept "
         f"(per-repeat {', '.join(f'{r:.2f}' for r in ratios)}), "
-        f"{wall_ratio:.2f}x end to end with process start and model load; {contention(runs, records, ratio_of_fastest)}; "
+        f"{wall_ratio:.2f}x end to end with process start and model load; {common.contention(runs, records, ratio_of_fastest)}; "
         f"2 ranks need both cores, which other developers share (1-min load {busy:.1f} before the run), so the 2-rank figure "
         f"is a lower bound.")
     record.write()

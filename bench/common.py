@@ -204,6 +204,57 @@ def target(what: str, value: float, limit: float, op: str, unit: str = "") -> di
     return {"what": what, "value": round(float(value), 4), "target": f"{op} {limit:g}{unit}", "met": bool(met), "unit": unit}
 
 
+def stability(ratios) -> dict:
+    """How stable a ratio is over repeats: each repeat's ratio, min, max, and (max - min) / median in %."""
+    med = median(ratios)
+    return {"repeats": len(ratios), "ratios": [round(r, 3) for r in ratios], "min": round(min(ratios), 3),
+            "max": round(max(ratios), 3), "spread_pct": round(100 * (max(ratios) - min(ratios)) / med, 1)}
+
+
+def cpu_seconds(run: dict) -> float:
+    """CPU seconds of all ranks of one torchrun run (each rank's core share times its call's seconds)."""
+    return sum(share * seconds for share, seconds in zip(run["core_share"], run["rank_s"]))
+
+
+def contention(runs: dict, records: int, ratio_of_fastest: float) -> str:
+    """How much of a core each rank of the 2-rank runs had, and what a record cost in CPU seconds."""
+    shares = [x for r in runs[2] for x in r["core_share"]]
+    cpu = {n: median([cpu_seconds(r) for r in v]) / records * 1000 for n, v in runs.items()}
+    return (f"the 2-rank runs' ranks had {min(shares):.2f}-{max(shares):.2f} of a core (median {median(shares):.2f}); "
+            f"{cpu[1]:.1f} CPU ms per record with 1 rank, {cpu[2]:.1f} with 2; the fastest runs' ratio {ratio_of_fastest:.2f}x")
+
+
+def rank_scaling(runs: Dict[int, List[dict]], records: int, span_key: str) -> dict:
+    """The 2-ranks-vs-1 summary of repeated torchrun runs. runs: {1: [run, ...], 2: [run, ...]}, each run
+    {span_key: seconds of the measured span, "rank0_s", "rank_s" [per rank], "start_lag_s", "wall_s",
+    "core_share" [per rank]}. Returns the results fields both rank benchmarks write: the span's, rank 0's
+    call and the wall seconds per run, records/s, the ratio of medians (1 rank / 2 ranks) with its
+    stability over repeats, the fastest runs' ratio, per-rank core shares and CPU seconds per record."""
+    span = {n: [r[span_key] for r in v] for n, v in runs.items()}
+    rank0 = {n: [r["rank0_s"] for r in v] for n, v in runs.items()}
+    wall = {n: [r["wall_s"] for r in v] for n, v in runs.items()}
+    ratios = [a / b for a, b in zip(span[1], span[2])]
+    wall_ratios = [a / b for a, b in zip(wall[1], wall[2])]
+    return {
+        span_key: {str(n): [round(x, 3) for x in v] for n, v in span.items()},
+        "rank0_call_s": {str(n): [round(x, 3) for x in v] for n, v in rank0.items()},
+        "ratio_rank0_call": round(median(rank0[1]) / median(rank0[2]), 3),
+        "rank_s_2_ranks": [[round(x, 3) for x in r["rank_s"]] for r in runs[2]],
+        "start_lag_s_2_ranks": [round(r["start_lag_s"], 3) for r in runs[2]],
+        "core_share": {str(n): [[round(x, 3) for x in r["core_share"]] for r in v] for n, v in runs.items()},
+        "cpu_s_per_record": {str(n): round(median([cpu_seconds(r) for r in v]) / records, 5) for n, v in runs.items()},
+        "ratio_of_fastest": round(min(span[1]) / min(span[2]), 3),
+        "wall_s": {str(n): [round(x, 3) for x in v] for n, v in wall.items()},
+        "records_per_s": {str(n): round(records / median(v), 3) for n, v in span.items()},
+        "seconds_per_record_1_rank": round(median(span[1]) / records, 4),
+        "records_per_s_end_to_end": {str(n): round(records / median(v), 3) for n, v in wall.items()},
+        "ratio": round(median(span[1]) / median(span[2]), 3),
+        "stability": stability(ratios),
+        "ratio_end_to_end": round(median(wall[1]) / median(wall[2]), 3),
+        "stability_end_to_end": stability(wall_ratios),
+    }
+
+
 class Record:
     """Collects one benchmark's JSON: machine state before/after, config, results, targets, notes."""
 
