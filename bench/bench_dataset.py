@@ -17,10 +17,8 @@ def run(args) -> int:
     from llava.train import train as upstream
     from llava.train.train import LazySupervisedDataset
 
-    from llava_st.hosts.llava_next.dataset import (
-        GroundingDataset,
-        read_video_for_upstream,
-    )
+    from llava_st.core.batch import GROUNDING_BOXES
+    from llava_st.hosts.llava_next.data import GroundingDataset, read_video_for_upstream
 
     frames = 8 if args.quick else 64
     root, path = common.stvg_sample()
@@ -39,7 +37,7 @@ def run(args) -> int:
     def st_item():
         upstream.process_video_with_decord = read_video_for_upstream
         item = grounding[0]
-        assert item["grounding"]["boxes"].shape[0] == frames and not grounding.bad.entries
+        assert item["grounding"][GROUNDING_BOXES].shape[0] == frames and not grounding.bad.entries
         return item
 
     record = common.Record("dataset", args, "llava_next",

@@ -30,7 +30,7 @@ def rss_mb() -> float:
 
 def setup(name: str, args):
     """(model in train mode, batch, step function) of one variant; a step is forward + backward + AdamW."""
-    from llava_st.hosts.llava_next.dataset import GroundingCollator, GroundingDataset
+    from llava_st.hosts.llava_next.data import GroundingCollator, GroundingDataset
 
     frames = QUICK_FRAMES if args.quick else FRAMES
     torch.manual_seed(0)

@@ -136,7 +136,7 @@ def build_model(tok, siglip_repo: str, llm: dict, device: str, dtype: torch.dtyp
     from llava.model.language_model.llava_qwen import LlavaQwenForCausalLM
 
     from llava_st.hosts.llava_next import LlavaSTQwenConfig, LlavaSTQwenForCausalLM
-    from llava_st.hosts.llava_next.loader import add_st_tokens
+    from llava_st.hosts.llava_next.loading import add_st_tokens
     from llava_st.testing.upstream import tiny_llava_qwen_config
 
     st = num_queries is not None

@@ -91,10 +91,10 @@ def load_grounder(path, device: str = "cpu", **options) -> Grounder:
     if options.get("frames") is not None:
         check_frames_for(config, options["frames"])
     if model_type == HF_MODEL_TYPE:
-        from .hosts.hf import load_st
+        from .hosts.hf import load_st_model
         from .hosts.hf.grounder import HFGrounder
 
-        model, processor = load_st(path, device=device, dtype=options.pop("torch_dtype", None))
+        _, model, processor = load_st_model(path, device=device, torch_dtype=options.pop("torch_dtype", None))
         return HFGrounder(model, processor, **options)
     if model_type == LLAVA_NEXT_MODEL_TYPE:
         try:

@@ -134,7 +134,7 @@ def test_answer_returns_text_and_refuses_an_empty_question(grounder, moving_box_
 @pytest.mark.upstream
 def test_load_grounder_detects_the_llava_next_host(qwen_tokenizer, tiny_siglip_repo, moving_box_video, tmp_path):
     from llava_st.hosts.llava_next.grounder import LlavaNextGrounder
-    from llava_st.hosts.llava_next.loader import save_st_model
+    from llava_st.hosts.llava_next.loading import save_st_model
     from llava_st.testing.upstream import tiny_llava_st_qwen
 
     tokenizer, model = tiny_llava_st_qwen(qwen_tokenizer, tiny_siglip_repo, num_queries=4)
@@ -154,7 +154,7 @@ def test_llava_next_checkpoint_of_the_other_host_or_foreign_weights_is_one_error
     import shutil
 
     from llava_st.hosts.checkpoint import CheckpointError
-    from llava_st.hosts.llava_next.loader import save_st_model
+    from llava_st.hosts.llava_next.loading import save_st_model
     from llava_st.testing.upstream import tiny_llava_st_qwen
 
     tokenizer, model = tiny_llava_st_qwen(qwen_tokenizer, tiny_siglip_repo, num_queries=4)

@@ -63,7 +63,7 @@ def test_transformers_host_batch_equals_one_by_one(hf_grounder, moving_box_video
         assert [f["t"] for f in tube["frames"]] == [f["t"] for f in single["frames"]]
         for a, b in zip(tube["frames"], single["frames"]):
             assert a["box_norm"] == pytest.approx(b["box_norm"], abs=2e-5)
-    if hf_grounder.model.st_decoder is not None:
+    if hf_grounder.model.space_decoder is not None:
         assert not torch.equal(together[0][1], together[1][1]), "boxes must depend on the description"
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from llava_st import demo
-from llava_st.hosts.hf import load_st, save_st
+from llava_st.hosts.hf import load_st_model, save_st_model
 from llava_st.recipes import synthetic_stg as stg
 
 
@@ -55,10 +55,10 @@ def test_demo_writes_every_output_and_reuses_them(tiny_demo_checkpoint, tmp_path
     # Other weights at the same path: the predictions are made again, not reused.
     other = tmp_path / "other"
     shutil.copytree(tiny_demo_checkpoint, other)
-    model, processor = load_st(other)
+    _, model, processor = load_st_model(other)
     with torch.no_grad():
-        model.st_decoder.head.layers[-1].bias.add_(1.0)
-    save_st(model, processor, other)
+        model.space_decoder.head.layers[-1].bias.add_(1.0)
+    save_st_model(model, processor, other)
     assert demo.main(["--checkpoint", str(other)] + argv[2:-2] + ["--train-steps", "0"]) == 0
     stamp = json.loads((out / "eval" / "checkpoint.json").read_text())
     assert stamp["checkpoint"] == str(other.resolve())

@@ -70,7 +70,7 @@ def test_eval_vtg_and_rec_with_a_tiny_checkpoint(tiny_st_checkpoint, data, tmp_p
 
 @pytest.mark.upstream
 def test_eval_stvg_with_a_tiny_llava_next_checkpoint(qwen_tokenizer, tiny_siglip_repo, data, tmp_path):
-    from llava_st.hosts.llava_next.loader import save_st_model
+    from llava_st.hosts.llava_next.loading import save_st_model
     from llava_st.testing.upstream import tiny_llava_st_qwen
 
     root, records, _ = data

@@ -418,7 +418,7 @@ def test_llava_next_training_dataset_keeps_or_drops_every_record(jail, qwen_toke
     out of --video_folder/--image_folder never followed."""
     from test_train_upstream_data import data_args
 
-    from llava_st.hosts.llava_next.dataset import GroundingDataset
+    from llava_st.hosts.llava_next.data import GroundingDataset
 
     root, outside = jail
     good = {**_base("qa"), "id": "good"}

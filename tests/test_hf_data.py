@@ -61,10 +61,10 @@ def test_mixed_video_and_image_batch_trains(qwen_tokenizer, media):
     assert batch[GROUNDING_TEXT_MASK].any(-1).all()
     out = model.train()(**batch)
     assert out.pred_boxes.shape == (2, 4, 4)
-    assert out.pred_box_mask.tolist() == [[True] * 4, [True, False, False, False]]
+    assert out.frame_mask.tolist() == [[True] * 4, [True, False, False, False]]
     assert torch.isfinite(out.loss) and out.loss_l1 > 0
     out.loss.backward()
-    assert model.st_decoder.head.layers[0].weight.grad.abs().sum() > 0
+    assert model.space_decoder.head.layers[0].weight.grad.abs().sum() > 0
 
 
 def test_boxes_as_text_ablation_answers_and_tubes(qwen_tokenizer, media):

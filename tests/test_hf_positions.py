@@ -95,7 +95,7 @@ def test_none_mode_has_no_queries_and_no_decoder(qwen_tokenizer):
     model, proc = build_tiny_st(qwen_tokenizer, STConfig(num_queries=4, query_mode="none"))
     ids = proc.encode([VideoSegment(2), ImageSegment(32, 32)])
     assert not set(ids) & set(model.config.st_query_token_ids)
-    assert model.st_decoder is None
+    assert model.space_decoder is None
 
 
 def test_wrong_expansion_is_a_clear_error(tiny):

@@ -8,7 +8,7 @@ import torch
 from llava_st.core.config import STConfig
 from llava_st.core.timespan import parse_span
 from llava_st.data.templates import instruction
-from llava_st.hosts.hf import load_st, save_st
+from llava_st.hosts.hf import load_st_model, save_st_model
 from llava_st.hosts.hf.data import STCollator, STDataset
 from llava_st.hosts.hf.grounder import HFGrounder
 from llava_st.hosts.hf.train import train_hf
@@ -71,9 +71,9 @@ def test_generate_returns_a_tube_whose_span_parses(trained):
 
 def test_save_load_round_trip_reproduces_boxes_exactly(trained, tmp_path):
     result, path, boxes = trained
-    save_st(result.model, result.processor, tmp_path / "ckpt")
+    save_st_model(result.model, result.processor, tmp_path / "ckpt")
     assert (tmp_path / "ckpt" / "model.safetensors").is_file()
-    loaded, processor = load_st(tmp_path / "ckpt")
+    _, loaded, processor = load_st_model(tmp_path / "ckpt")
     assert loaded.config.st_query_token_ids == result.model.config.st_query_token_ids
     assert processor.query_token_ids == result.processor.query_token_ids
     batch = STCollator(processor.tokenizer.pad_token_id)(
@@ -106,9 +106,9 @@ def test_train_hf_converts_a_plain_checkpoint_and_saves_a_loadable_st_one(qwen_t
     st = STConfig(num_queries=4, query_mode="after", decoder_projections=True)
     result = train_hf(base, [stvg_record(path, boxes)], os.path.dirname(path), tmp_path / "st", st=st, frames=FRAMES, max_steps=2,
                       disable_tqdm=True)
-    assert result.model.st == st and is_st_checkpoint(tmp_path / "st")
+    assert result.model.config.st == st and is_st_checkpoint(tmp_path / "st")
     grounder = load_grounder(tmp_path / "st", max_new_tokens=2)
-    assert grounder.model.st == st and grounder.processor.query_mode == "after"
+    assert grounder.model.config.st == st and grounder.processor.query_mode == "after"
     with pytest.raises(ValueError, match="was built with"):
         train_hf(tmp_path / "st", [stvg_record(path, boxes)], os.path.dirname(path), st=STConfig(num_queries=8), max_steps=1)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from llava_st.core.batch import GROUNDING_BOXES
 from llava_st.core.boxes import ImageFrame, normalize_xyxy, xyxy_to_cxcywh
 from llava_st.core.tube import assemble_tube, text_tube
 
@@ -104,7 +105,7 @@ def test_tube_of_a_padded_image_gives_the_original_pixels():
 def test_rec_training_target_under_pad_is_normalised_to_the_padded_square(tmp_path, qwen_tokenizer):
     from test_train_upstream_data import H, W, data_args, write_mixed_data
 
-    from llava_st.hosts.llava_next.dataset import GroundingDataset
+    from llava_st.hosts.llava_next.data import GroundingDataset
 
     root = tmp_path / "data"
     path = write_mixed_data(root)  # rec-0: box [30, 20, 60, 44] on a 96 x 64 image
@@ -113,4 +114,4 @@ def test_rec_training_target_under_pad_is_normalised_to_the_padded_square(tmp_pa
     ds = GroundingDataset(str(path), qwen_tokenizer, args)
     rec = next(ds[i] for i in range(len(ds)) if ds[i]["id"] == "rec-0")["grounding"]
     side, oy = W, (W - H) // 2
-    assert rec["boxes"][0].tolist() == pytest.approx([45 / side, (32 + oy) / side, 30 / side, 24 / side])
+    assert rec[GROUNDING_BOXES][0].tolist() == pytest.approx([45 / side, (32 + oy) / side, 30 / side, 24 / side])

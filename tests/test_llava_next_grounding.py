@@ -191,7 +191,7 @@ def test_cached_prefix_boxes_equal_a_full_forward(trained, grounder, sample):
 
 def test_save_load_round_trip_reproduces_boxes_exactly(trained, tubes, sample, tmp_path_factory):
     from llava_st.hosts.llava_next.grounder import LlavaNextGrounder
-    from llava_st.hosts.llava_next.loader import save_st_model
+    from llava_st.hosts.llava_next.loading import save_st_model
 
     tokenizer, model = trained[:2]
     path = save_st_model(model, tokenizer, tmp_path_factory.mktemp("ckpt") / "llava-st-qwen-tiny")
@@ -209,7 +209,7 @@ def test_st_checkpoint_loads_in_upstream_load_pretrained_model_for_qa(trained, s
     from llava_st.core.timespan import time_instruction
     from llava_st.data.video import read_video
     from llava_st.hosts.llava_next.grounder import prefix_text, suffix_text
-    from llava_st.hosts.llava_next.loader import save_st_model
+    from llava_st.hosts.llava_next.loading import save_st_model
 
     tokenizer, model = trained[:2]
     path = save_st_model(model, tokenizer, tmp_path_factory.mktemp("ckpt") / "llava-st-qwen-tiny")

@@ -84,9 +84,16 @@ def test_st_switched_off_gives_upstream_logits(qwen_tokenizer, tiny_siglip_repo)
     batch = _video_batch(tokenizer)
     with torch.no_grad():
         ours, theirs = st_model(**batch), reference(**batch)
-    assert type(ours).__name__ == "CausalLMOutputWithPast"
+        as_tuple = st_model(**batch, return_dict=False)
+    assert type(ours).__name__ == "LlavaSTCausalLMOutput" and ours.pred_boxes is None  # the one output type of both hosts
     assert torch.equal(ours.logits, theirs.logits)
-    assert torch.equal(ours.loss, theirs.loss)
+    assert torch.equal(ours.loss, theirs.loss) and torch.equal(ours.loss_text, theirs.loss)
+    assert torch.equal(as_tuple[0], theirs.loss) and torch.equal(as_tuple[1], theirs.logits)
+    # λ_time weighs the text loss here too, as on the transformers host (combine_losses of the text loss alone)
+    st_model.config.st_lambda_time = 0.5
+    with torch.no_grad():
+        halved = st_model(**batch)
+    assert torch.allclose(halved.loss, 0.5 * theirs.loss) and torch.equal(halved.loss_text, theirs.loss)
 
 
 @upstream
@@ -94,7 +101,7 @@ def test_from_plain_llava_video_keeps_every_other_weight(tiny_llava_qwen_dir):
     from llava.model.language_model.llava_qwen import LlavaQwenForCausalLM
 
     from llava_st.core.config import STConfig
-    from llava_st.hosts.llava_next.loader import from_plain_llava_video
+    from llava_st.hosts.llava_next.loading import from_plain_llava_video
 
     plain = LlavaQwenForCausalLM.from_pretrained(str(tiny_llava_qwen_dir), attn_implementation="sdpa").state_dict()
     tokenizer, model = from_plain_llava_video(tiny_llava_qwen_dir, STConfig(num_queries=80, decoder_projections=True))

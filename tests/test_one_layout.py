@@ -57,7 +57,7 @@ def _hf(qwen_tokenizer, clip, mode):
     assert torch.equal(embeds[layout.visual_index.reshape(-1)], out.video_hidden_states[:-1])  # frame features, in order
     assert torch.equal(embeds[layout.newline_index], out.video_hidden_states[-1:])  # the video's newline
     if mode == "none":
-        assert model.st_decoder is None and out.pred_boxes is None and "grounding_query_index" not in batch
+        assert model.space_decoder is None and out.pred_boxes is None and "grounding_query_index" not in batch
         positions = dict(visual=layout.visual_index.sub(start).tolist(), query=[], text=[t - start for t in text])
     else:
         assert out.pred_boxes.shape == (1, FRAMES, 4)

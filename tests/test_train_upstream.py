@@ -78,7 +78,7 @@ def test_one_process_with_bad_samples_trains_to_the_end_and_resumes(tiny_llava_d
 
 
 def test_zero3_two_processes_saves_what_reloads(tiny_llava_dir, tmp_path):
-    from llava_st.hosts.llava_next.loader import load_st_model
+    from llava_st.hosts.llava_next.loading import load_st_model
 
     data = write_mixed_data(tmp_path / "data")
     out = tmp_path / "llava-qwen-st-zero3"

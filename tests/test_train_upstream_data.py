@@ -83,7 +83,7 @@ def test_grounding_targets_match_the_frames_upstream_sampled(data_root, qwen_tok
 
     from llava_st.core.batch import GROUNDING_BOX_MASK, GROUNDING_BOXES, GROUNDING_TEXT_INDEX, GROUNDING_TEXT_MASK
     from llava_st.data.video import sample_frames
-    from llava_st.hosts.llava_next.dataset import GroundingCollator, GroundingDataset
+    from llava_st.hosts.llava_next.data import GroundingCollator, GroundingDataset
 
     path = write_mixed_data(data_root)
     ds = GroundingDataset(str(path), qwen_tokenizer, data_args(data_root))
@@ -99,16 +99,16 @@ def test_grounding_targets_match_the_frames_upstream_sampled(data_root, qwen_tok
     assert "From 1.1s to 2.7s." in answer
     g = stvg["grounding"]
     inside = (times >= 1.1 - 1e-6) & (times <= 2.7 + 1e-6)
-    assert g["mask"].tolist() == inside.tolist() and g["boxes"].shape == (8, 4)
+    assert g[GROUNDING_BOX_MASK].tolist() == inside.tolist() and g[GROUNDING_BOXES].shape == (8, 4)
     frame = int(np.flatnonzero(inside)[0])
     index = int(round(times[frame] * FPS))
     x0 = (index - 10) / 19 * (W - 24)
-    assert g["boxes"][frame, 0].item() == pytest.approx((round(x0) + 12) / W, abs=1e-4)  # cx of that frame's box
-    assert qwen_tokenizer.decode(stvg["input_ids"][g["text"]].tolist()).strip() == CAPTION
+    assert g[GROUNDING_BOXES][frame, 0].item() == pytest.approx((round(x0) + 12) / W, abs=1e-4)  # cx of that frame's box
+    assert qwen_tokenizer.decode(stvg["input_ids"][g[GROUNDING_TEXT_INDEX]].tolist()).strip() == CAPTION
 
     rec = items["rec-0"]["grounding"]
-    assert rec["mask"].tolist() == [True]
-    assert rec["boxes"][0].tolist() == pytest.approx([45 / W, 32 / H, 30 / W, 24 / H])
+    assert rec[GROUNDING_BOX_MASK].tolist() == [True]
+    assert rec[GROUNDING_BOXES][0].tolist() == pytest.approx([45 / W, 32 / H, 30 / W, 24 / H])
     assert "grounding" not in items["vtg-0"] and "grounding" not in items["qa-0"]
     assert "From 1.1s to 2.7s." in qwen_tokenizer.decode([t for t in items["vtg-0"]["labels"].tolist() if t != IGNORE_INDEX])
     assert "Red." in qwen_tokenizer.decode([t for t in items["qa-0"]["labels"].tolist() if t != IGNORE_INDEX])
@@ -118,12 +118,12 @@ def test_grounding_targets_match_the_frames_upstream_sampled(data_root, qwen_tok
     assert batch[GROUNDING_BOXES].shape == (3, 8, 4)
     assert batch[GROUNDING_BOX_MASK].sum(1).tolist() == [0, int(inside.sum()), 1]
     assert batch[GROUNDING_TEXT_MASK][0].sum() == 0 and batch[GROUNDING_TEXT_MASK][1].all()
-    assert batch[GROUNDING_TEXT_INDEX][1].tolist() == g["text"].tolist()
+    assert batch[GROUNDING_TEXT_INDEX][1].tolist() == g[GROUNDING_TEXT_INDEX].tolist()
     assert len(batch["images"]) == 3 and batch["modalities"] == ["video", "video", "image"]
 
 
 def test_bad_samples_are_logged_once_counted_and_replaced(data_root, qwen_tokenizer, caplog):
-    from llava_st.hosts.llava_next.dataset import GroundingDataset, summarize
+    from llava_st.hosts.llava_next.data import GroundingDataset, summarize
 
     path = write_mixed_data(data_root, bad=True)
     ds = GroundingDataset(str(path), qwen_tokenizer, data_args(data_root))
@@ -146,7 +146,7 @@ def test_boxes_as_text_ablation_writes_the_boxes_into_the_answer(data_root, qwen
     from llava.constants import IGNORE_INDEX
 
     from llava_st.core.boxtext import parse_boxes_text
-    from llava_st.hosts.llava_next.dataset import GroundingDataset
+    from llava_st.hosts.llava_next.data import GroundingDataset
 
     ds = GroundingDataset(str(write_mixed_data(data_root)), qwen_tokenizer, data_args(data_root, frames_upbound=8))
     ds.boxes_as_text = True
@@ -165,7 +165,7 @@ def test_media_paths_leaving_the_data_folders_are_dropped_at_load(tmp_path, qwen
     is never read; such records are dropped at load, counted by reason and named by id and field."""
     import shutil
 
-    from llava_st.hosts.llava_next.dataset import PATH_OUTSIDE, GroundingDataset
+    from llava_st.hosts.llava_next.data import PATH_OUTSIDE, GroundingDataset
 
     root = tmp_path / "data"
     path = write_mixed_data(root)

@@ -1,18 +1,18 @@
-"""LlavaSTTrainer on its own: the `st_decoder` tunable part and the space decoder's learning rate."""
+"""LlavaSTTrainer on its own: the `space_decoder` tunable part and the space decoder's learning rate."""
 
 import pytest
 
 pytestmark = pytest.mark.upstream
 
 
-def test_st_decoder_part_and_head_learning_rate(qwen_tokenizer, tiny_siglip_repo, tmp_path):
+def test_space_decoder_part_and_head_learning_rate(qwen_tokenizer, tiny_siglip_repo, tmp_path):
     from llava_st.hosts.llava_next.train import LlavaSTTrainer, TrainingArguments, decoder_parameters
     from llava_st.testing.upstream import tiny_llava_st_qwen
 
     tokenizer, model = tiny_llava_st_qwen(qwen_tokenizer, tiny_siglip_repo, num_queries=4)
     model.requires_grad_(False)  # what upstream does for mm_tunable_parts before unfreezing its parts
     model.get_model().mm_projector.requires_grad_(True)
-    model.config.mm_tunable_parts = "mm_mlp_adapter,st_decoder"
+    model.config.mm_tunable_parts = "mm_mlp_adapter,space_decoder"
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", learning_rate=1e-3, st_head_lr=5e-2,
                              weight_decay=0.1)
     trainer = LlavaSTTrainer(model=model, args=args, tokenizer=tokenizer)

@@ -1,6 +1,7 @@
 """The spatio-temporal options every host shares (paper §3.1 and the ablations of Tables 7 and 9)."""
 
 from dataclasses import asdict, dataclass, fields
+from typing import Optional
 
 QUERY_MODES = ("interleave", "after", "none")
 
@@ -92,6 +93,13 @@ def max_frames(num_queries: int, query_mode: str) -> int:
     """The most frames a model of these options can ground in one video: N_v, or MAX_FRAMES_WITHOUT_QUERIES
     without queries."""
     return MAX_FRAMES_WITHOUT_QUERIES if query_mode == "none" else int(num_queries)
+
+
+def default_frames(num_queries: int, frames_upbound: Optional[int] = None) -> int:
+    """Frames a grounder samples per video when the caller gives none, on both hosts: the checkpoint's
+    training `frames_upbound` when it records one (the LLaVA-NeXT host's config), else one per video
+    query (N_v = num_queries); never more than N_v."""
+    return min(frames_upbound or num_queries, num_queries)
 
 
 def check_frames(frames, num_queries: int, query_mode: str) -> int:

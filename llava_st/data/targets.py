@@ -15,7 +15,8 @@ import torch
 
 from ..core.boxes import ImageFrame, cxcywh_to_xyxy, normalize_xyxy, xyxy_to_cxcywh
 from ..core.boxtext import format_boxes_text
-from ..core.timespan import snap_span, span_frame_mask
+from ..core.timespan import format_span, snap_span, span_frame_mask
+from .templates import REC_ANSWER
 
 
 @dataclass
@@ -79,3 +80,19 @@ def boxes_answer(span, targets: FrameTargets, frame_times: Sequence[float]) -> s
     xyxy = cxcywh_to_xyxy(targets.boxes_cxcywh)
     frames = [(float(frame_times[i]), xyxy[i].tolist()) for i in targets.mask.nonzero()[:, 0].tolist()]
     return format_boxes_text(span[0], span[1], frames)
+
+
+def grounding_answer(task: str, targets: FrameTargets, frame_times: Sequence[float], boxes_as_text: bool = False) -> str:
+    """The answer a grounding record trains on both hosts, for its targets on the sampled frames at
+    `frame_times` (seconds): STVG and VTG the snapped span (core.timespan.format_span of targets.span),
+    REC the fixed REC_ANSWER (the decoder gives the box). boxes_as_text (query mode "none"): STVG and REC
+    carry the span and the normalised xyxy box of every sampled frame with a target (boxes_answer; REC
+    as one frame at t = 0, span [0, 0])."""
+    if boxes_as_text and task in ("stvg", "rec"):
+        span, times = (targets.span, frame_times) if task == "stvg" else ((0.0, 0.0), [0.0])
+        return boxes_answer(span, targets, times)
+    if task == "rec":
+        return REC_ANSWER
+    if targets.span is None:
+        raise ValueError(f"a {task} record needs a span")
+    return format_span(*targets.span)

@@ -167,7 +167,7 @@ def train_recipe(out_dir, recipe: Optional[Recipe] = None, st: Optional[STConfig
     (default <out_dir>/../.recipe-data, reused when present)."""
     import torch
 
-    from ..hosts.hf import save_st
+    from ..hosts.hf import save_st_model
     from ..hosts.hf.train import train_hf
     from .tiny_model import build_qwen_tokenizer, build_tiny_st
 
@@ -221,7 +221,7 @@ def train_recipe(out_dir, recipe: Optional[Recipe] = None, st: Optional[STConfig
         )
         model = result.model
         history += [dict(row, stage=stage.data) for row in result.log_history]
-        save_st(model, processor, out_dir)
+        save_st_model(model, processor, out_dir)
     return {"recipe": asdict(recipe), "st": asdict(st), "seconds": round(time.time() - start, 1), "log_history": history}
 
 

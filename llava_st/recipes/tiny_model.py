@@ -239,17 +239,17 @@ def build_tiny_st(tokenizer, st=None, seed: int = 0, out_dir: Optional[str] = No
     from transformers import LlavaOnevisionForConditionalGeneration
 
     from ..core.config import STConfig
-    from ..hosts.hf import convert_base, is_st_checkpoint, load_st, save_st
+    from ..hosts.hf import convert_base, is_st_checkpoint, load_st_model, save_st_model
 
     if out_dir is not None and is_st_checkpoint(out_dir):
-        return load_st(out_dir)
+        return load_st_model(out_dir)[1:]
     st = st or STConfig(num_queries=8)
     torch.manual_seed(seed)
     base = LlavaOnevisionForConditionalGeneration(tiny_onevision_config(tokenizer, **config_kwargs))
     model, processor = convert_base(base, copy.deepcopy(tokenizer), st)
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        save_st(model, processor, out_dir)
+        save_st_model(model, processor, out_dir)
     return model.eval(), processor
 
 

@@ -96,7 +96,7 @@ def tiny_llava_st_qwen(tokenizer, siglip_repo: str, num_queries: int = 8, seed: 
     import copy
 
     from ..hosts.llava_next import LlavaSTQwenConfig, LlavaSTQwenForCausalLM
-    from ..hosts.llava_next.loader import add_st_tokens
+    from ..hosts.llava_next.loading import add_st_tokens
 
     tokenizer = copy.deepcopy(tokenizer)
     config = tiny_llava_qwen_config(tokenizer, siglip_repo, config_class=LlavaSTQwenConfig, st_num_queries=num_queries, **overrides)

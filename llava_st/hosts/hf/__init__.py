@@ -6,9 +6,9 @@ type "llava_st_onevision".
 
 from transformers import AutoConfig, AutoModelForVision2Seq
 
-from .build import convert_base, is_st_checkpoint, load_st, make_processor, save_st
 from .config import MODEL_TYPE, LlavaSTOnevisionConfig
-from .modeling import LlavaSTOnevisionForConditionalGeneration, LlavaSTOutput
+from .loading import convert_base, is_st_checkpoint, load_st_model, make_processor, save_st_model
+from .modeling import LlavaSTCausalLMOutput, LlavaSTOnevisionForConditionalGeneration
 from .processor import ImageSegment, LlavaSTProcessor, VideoSegment
 
 AutoConfig.register(MODEL_TYPE, LlavaSTOnevisionConfig, exist_ok=True)
@@ -18,13 +18,13 @@ __all__ = [
     "MODEL_TYPE",
     "LlavaSTOnevisionConfig",
     "LlavaSTOnevisionForConditionalGeneration",
-    "LlavaSTOutput",
+    "LlavaSTCausalLMOutput",
     "LlavaSTProcessor",
     "VideoSegment",
     "ImageSegment",
     "convert_base",
     "make_processor",
-    "save_st",
-    "load_st",
+    "save_st_model",
+    "load_st_model",
     "is_st_checkpoint",
 ]

@@ -35,4 +35,3 @@ class LlavaSTOnevisionConfig(LlavaOnevisionConfig):
         """The SpaceVLLM options as a core.STConfig (the same name as on the LLaVA-NeXT host's config)."""
         return STConfig.from_object(self)
 
-    st_config = st  # the former name

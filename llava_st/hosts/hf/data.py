@@ -14,14 +14,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ...core.batch import GROUNDING_BOX_MASK, GROUNDING_BOXES, GROUNDING_TEXT_INDEX, GROUNDING_TEXT_MASK
+from ...core.batch import GROUNDING_BOX_MASK, GROUNDING_BOXES, GROUNDING_TEXT_INDEX, collate_targets
 from ...core.layout import GroundingIndex, description_token_positions
-from ...core.timespan import format_span
 from ...data.bad_samples import CORRUPT, INVALID, MISSING, NOT_IN_PROMPT, PATH_OUTSIDE, BadSampleLog
 from ...data.paths import MediaPathError, resolve_media
 from ...data.schema import validate_record
-from ...data.targets import FrameTargets, boxes_answer, frame_targets, image_targets
-from ...data.templates import REC_ANSWER, instruction
+from ...data.targets import FrameTargets, frame_targets, grounding_answer, image_targets
+from ...data.templates import instruction
 from ...data.video import VideoReadError, read_video
 from .processor import pad_ids
 from .prompt import answer_segment, image_prefix, question_suffix, video_prefix
@@ -203,12 +202,7 @@ class STDataset(Dataset):
         if not isinstance(caption, str) or not caption.strip():
             raise RecordError(f"record {rid}: field 'caption': missing or empty")
         question = humans[0] if humans else instruction(task, caption, rng)
-        as_text = self.processor.query_mode == "none" and task != "vtg"
-        if task == "rec":
-            answer = boxes_answer((0.0, 0.0), targets, times) if as_text else REC_ANSWER
-        else:
-            answer = boxes_answer(targets.span, targets, times) if as_text else format_span(*targets.span)
-        return [(question, answer)]
+        return [(question, grounding_answer(task, targets, times, boxes_as_text=self.processor.query_mode == "none"))]
 
 
 def record_problems(record, data_root=None) -> List[str]:
@@ -249,18 +243,7 @@ class STCollator:
                 padded[n, : im.shape[0]] = im
             batch["pixel_values"] = padded
             batch["image_sizes"] = torch.stack([torch.as_tensor(it["image_sizes"]) for it in items if "pixel_values" in it])
-        F = max(it[GROUNDING_BOXES].shape[0] for it in items)
-        T = max([len(it[GROUNDING_TEXT_INDEX]) for it in items] + [1])
-        batch[GROUNDING_BOXES] = torch.zeros(len(items), F, 4)
-        batch[GROUNDING_BOX_MASK] = torch.zeros(len(items), F, dtype=torch.bool)
-        batch[GROUNDING_TEXT_INDEX] = torch.zeros(len(items), T, dtype=torch.long)
-        batch[GROUNDING_TEXT_MASK] = torch.zeros(len(items), T, dtype=torch.bool)
-        for b, it in enumerate(items):
-            f, t = it[GROUNDING_BOXES].shape[0], len(it[GROUNDING_TEXT_INDEX])
-            batch[GROUNDING_BOXES][b, :f] = it[GROUNDING_BOXES]
-            batch[GROUNDING_BOX_MASK][b, :f] = it[GROUNDING_BOX_MASK]
-            batch[GROUNDING_TEXT_INDEX][b, :t] = torch.as_tensor(it[GROUNDING_TEXT_INDEX], dtype=torch.long)
-            batch[GROUNDING_TEXT_MASK][b, :t] = True
+        batch.update(collate_targets(items))
         if all(GROUNDING_LAYOUT in it for it in items) and any(it[GROUNDING_LAYOUT] is not None for it in items):
             batch.update(GroundingIndex.collate([it[GROUNDING_LAYOUT] for it in items], [None] * len(items)).layout_batch())
         return batch

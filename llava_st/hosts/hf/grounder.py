@@ -13,7 +13,7 @@ import torch
 from transformers import DynamicCache
 
 from ...core.boxtext import answer_token_budget
-from ...core.config import check_frames
+from ...core.config import check_frames, default_frames
 from ...core.generation import CausalLM, generate_on_prefix, stop_token_ids
 from ...core.grounder import Tube, check_descriptions
 from ...core.layout import description_token_positions
@@ -39,14 +39,16 @@ class HFGrounder:
     (implements core.grounder.Grounder).
 
     frames: frames sampled per video by default (data.video.read_video's frames_upbound, force_sample as
-    in training); max_new_tokens: answer length limit (tokens) for grounding; None derives it from the
-    answer format and the clip (core.boxtext.answer_token_budget), so no trained answer can be cut.
+    in training; None: core.config.default_frames, one per video query); max_new_tokens: answer length
+    limit (tokens) for grounding; None derives it from the answer format and the clip
+    (core.boxtext.answer_token_budget), so no trained answer can be cut.
     """
 
     def __init__(self, model, processor, frames: Optional[int] = None, max_new_tokens: Optional[int] = None, force_sample: bool = True):
         self.model = model.eval()
         self.processor = processor
-        self.frames = min(model.st.num_queries, 64) if frames is None else check_frames(frames, model.st.num_queries, model.st.query_mode)
+        st = model.config.st
+        self.frames = default_frames(st.num_queries) if frames is None else check_frames(frames, st.num_queries, st.query_mode)
         self.max_new_tokens = max_new_tokens
         self.force_sample = force_sample
         self.stop_ids = stop_token_ids(processor.tokenizer)
@@ -114,7 +116,7 @@ class HFGrounder:
     # ---- steps -----------------------------------------------------------------------------------
     def _frames(self, frames: Optional[int]) -> int:
         """The frames to sample: the default, or `frames` checked against the model (core.config.check_frames)."""
-        return self.frames if frames is None else check_frames(frames, self.model.st.num_queries, self.model.st.query_mode)
+        return self.frames if frames is None else check_frames(frames, self.model.config.st.num_queries, self.model.config.st.query_mode)
 
     def _video(self, video_path, frames):
         pixels, sample = read_video(str(video_path), self._frames(frames), force_sample=self.force_sample)
@@ -135,7 +137,7 @@ class HFGrounder:
         if self.max_new_tokens is not None:
             return self.max_new_tokens
         tok = self.processor.tokenizer
-        as_text = self.model.st_decoder is None
+        as_text = self.model.space_decoder is None
         return answer_token_budget(lambda text: len(tok(text).input_ids), frame_times, as_text, REC_ANSWER if image else None)
 
     def _predict(self, prefix, visual, suffixes, descriptions, max_new_tokens: int) -> List[tuple]:
@@ -144,7 +146,8 @@ class HFGrounder:
         `max_new_tokens` tokens. descriptions: one per suffix (whose tokens the decoder reads), or None
         for plain questions (no boxes)."""
         model = self.model
-        prefix_ids = self.processor.encode(prefix)
+        prefix_ids, layouts = self.processor.encode_with_layouts(prefix)
+        layout = self.processor.grounding_layout(layouts)  # positions in prefix_ids, also those of prefix + suffix
         suffix_ids = [self.processor.encode(s) for s in suffixes]
         visual = {k: (v.to(self.device, model.dtype) if v.is_floating_point() else v.to(self.device)) for k, v in visual.items()}
         cache = DynamicCache()
@@ -158,7 +161,7 @@ class HFGrounder:
             boxes = None
             if descriptions is not None:
                 hidden = torch.cat([prefix_hidden, row.hidden[None]], dim=1)  # [1, Lp + Ls, D]
-                boxes = self._boxes(prefix_ids + ids, hidden, descriptions[n], len(prefix_ids))
+                boxes = self._boxes(prefix_ids + ids, hidden, descriptions[n], len(prefix_ids), layout)
             answers.append((raw, boxes))
         return answers
 
@@ -167,9 +170,10 @@ class HFGrounder:
             return text_tube(desc, raw, frame_times, video, span)
         return assemble_tube(desc, raw, frame_times, boxes, video, span=span)
 
-    def _boxes(self, ids, hidden, description, text_start) -> Optional[torch.Tensor]:
-        """The decoder's boxes [F, 4] (normalised cxcywh) for one prompt, or None without a decoder."""
-        if self.model.st_decoder is None:
+    def _boxes(self, ids, hidden, description, text_start, layout) -> Optional[torch.Tensor]:
+        """The decoder's boxes [F, 4] (normalised cxcywh) for one prompt (ids, its last hidden states
+        [1, L, D]), or None without a decoder. layout: the visual block as the processor laid it out."""
+        if self.model.space_decoder is None:
             return None
         tok = self.processor.tokenizer
         positions = description_token_positions(ids, tok, description, start=text_start)
@@ -177,5 +181,5 @@ class HFGrounder:
             logger.warning("description %r not found among the prompt's tokens; boxes ignore it", description)
         text_index = torch.tensor([positions or [0]])
         text_mask = torch.tensor([[bool(positions)] * len(positions or [0])])
-        index = self.model.grounding_index(torch.tensor([ids]), text_index, text_mask)
-        return self.model.st_decoder(hidden, index)[0].float().cpu()
+        index = self.model.grounding_index(torch.tensor([ids]), text_index, text_mask, layouts=[layout])
+        return self.model.space_decoder(hidden, index)[0].float().cpu()

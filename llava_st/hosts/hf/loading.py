@@ -60,7 +60,7 @@ def convert_base(base: LlavaOnevisionForConditionalGeneration, tokenizer, st: ST
     config = LlavaSTOnevisionConfig(**kwargs)
     model = LlavaSTOnevisionForConditionalGeneration(config)
     missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
-    if unexpected or any(not k.startswith("st_decoder.") for k in missing):
+    if unexpected or any(not k.startswith("space_decoder.") for k in missing):
         raise RuntimeError(f"weights do not match the base model: missing {missing}, unexpected {unexpected}")
     rows = max(max(query.ids), image_id, video_id) + 1
     if rows > model.get_input_embeddings().weight.shape[0]:
@@ -71,7 +71,7 @@ def convert_base(base: LlavaOnevisionForConditionalGeneration, tokenizer, st: ST
     return model, make_processor(tokenizer, config.vision_config, st, image_processor)
 
 
-def save_st(model, processor, out_dir) -> str:
+def save_st_model(model, processor, out_dir) -> str:
     """Write an ST checkpoint: config.json, model.safetensors, the processor and tokenizer."""
     os.makedirs(out_dir, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
@@ -90,16 +90,18 @@ def is_st_checkpoint(path) -> bool:
         return json.load(f).get("model_type") == MODEL_TYPE
 
 
-def load_st(path, device="cpu", dtype=None):
-    """Load an ST checkpoint -> (model in eval mode, processor). Weights load only from safetensors; a
-    missing, truncated or foreign checkpoint (hosts.checkpoint checks) raises CheckpointError, one line."""
+def load_st_model(path, device: str = "cpu", torch_dtype=None):
+    """Load an ST checkpoint -> (tokenizer, model in eval mode, processor), the return shape of the
+    LLaVA-NeXT host's load_st_model (there the third is upstream's image processor; here the
+    LlavaSTProcessor, whose .tokenizer is the first). Weights load only from safetensors; a missing,
+    truncated or foreign checkpoint (hosts.checkpoint checks) raises CheckpointError, one line."""
     from ..checkpoint import PREPROCESSOR_FILES, TOKENIZER_FILES, CheckpointError, check_files, check_loading_info, check_weights, short
 
     check_weights(path)
     check_files(path, [TOKENIZER_FILES, PREPROCESSOR_FILES])
     try:
         model, info = LlavaSTOnevisionForConditionalGeneration.from_pretrained(
-            str(path), torch_dtype=dtype, use_safetensors=True, output_loading_info=True
+            str(path), torch_dtype=torch_dtype, use_safetensors=True, output_loading_info=True
         )
     except Exception as exc:  # transformers raises many kinds for a config or weights it cannot use
         raise CheckpointError(f"{path}: cannot load the {MODEL_TYPE} model: {short(exc)}") from exc
@@ -108,11 +110,11 @@ def load_st(path, device="cpu", dtype=None):
         processor = LlavaSTProcessor.from_pretrained(str(path))
     except Exception as exc:
         raise CheckpointError(f"{path}: cannot load the tokenizer and processor: {short(exc)}") from exc
-    if (processor.query_mode, processor.num_queries) != (model.st.query_mode, model.st.num_queries):
+    if (processor.query_mode, processor.num_queries) != (model.config.st.query_mode, model.config.st.num_queries):
         raise ValueError(
             f"{path}: the processor lays out {processor.num_queries} queries in mode {processor.query_mode!r} but the "
-            f"model expects {model.st.num_queries} in mode {model.st.query_mode!r}"
+            f"model expects {model.config.st.num_queries} in mode {model.config.st.query_mode!r}"
         )
     if processor.query_mode != "none" and processor.query_token_ids != model.config.st_query_token_ids:
         raise ValueError(f"{path}: the tokenizer's query token ids differ from config.st_query_token_ids")
-    return model.to(device).eval(), processor
+    return processor.tokenizer, model.to(device).eval(), processor

@@ -23,16 +23,17 @@ from .processor import pooled_tokens_per_frame
 
 
 @dataclass
-class LlavaSTOutput(LlavaOnevisionCausalLMOutputWithPast):
+class LlavaSTCausalLMOutput(LlavaOnevisionCausalLMOutputWithPast):
     """The model's output plus the space decoder's.
 
     pred_boxes: [B, F, 4] normalised cxcywh per sampled frame (F = 1 for an image), or None.
-    pred_box_mask: [B, F] bool, False for padding frames.
+    frame_mask: [B, F] bool, True where pred_boxes[b, f] belongs to a real frame with its query in the
+        sequence (False for padding frames).
     loss_text, loss_l1, loss_giou: the unweighted terms of `loss` (None when not computed).
     """
 
     pred_boxes: Optional[torch.FloatTensor] = None
-    pred_box_mask: Optional[torch.BoolTensor] = None
+    frame_mask: Optional[torch.BoolTensor] = None
     loss_text: Optional[torch.FloatTensor] = None
     loss_l1: Optional[torch.FloatTensor] = None
     loss_giou: Optional[torch.FloatTensor] = None
@@ -51,10 +52,8 @@ class LlavaSTOnevisionForConditionalGeneration(LlavaOnevisionForConditionalGener
 
     def __init__(self, config: LlavaSTOnevisionConfig):
         super().__init__(config)
-        self.st = config.st_config
-        self.st_decoder = (
-            QueryGuidedSpaceDecoder(config.text_config.hidden_size, self.st) if self.st.uses_decoder else None
-        )
+        st = config.st
+        self.space_decoder = QueryGuidedSpaceDecoder(config.text_config.hidden_size, st) if st.uses_decoder else None
         self.post_init()
 
     def _init_weights(self, module):
@@ -75,9 +74,9 @@ class LlavaSTOnevisionForConditionalGeneration(LlavaOnevisionForConditionalGener
         (n `<video>` tokens, P per frame, one newline) or of an image of n `<image>` tokens, placed at the
         block's first placeholder; None without a block or in mode "none". The ids are only counted and
         then compared with the layout's own ids (core.layout.layout_ids): ValueError when they differ."""
-        if not self.st.uses_decoder:
+        if not self.config.st.uses_decoder:
             return [None] * input_ids.shape[0]
-        mode, queries = self.st.query_mode, list(self.config.st_query_token_ids)
+        mode, queries = self.config.st.query_mode, list(self.config.st_query_token_ids)
         layouts = []
         for b, ids in enumerate(input_ids):
             video = (ids == self.config.video_token_index).nonzero()[:, 0]
@@ -166,14 +165,14 @@ class LlavaSTOnevisionForConditionalGeneration(LlavaOnevisionForConditionalGener
         grounding_frame_mask: Optional[torch.BoolTensor] = None,
         return_dict: Optional[bool] = None,
         **kwargs,
-    ) -> LlavaSTOutput:
+    ) -> LlavaSTCausalLMOutput:
         """The model's forward (all of its inputs pass through) and, when input_ids hold queries, the
         decoder's boxes; with labels the loss is eq. 5-6. grounding_boxes [B, F, 4] normalised cxcywh,
         grounding_box_mask [B, F]; the space loss counts only masked frames. grounding_visual_index
         [B, F, S], grounding_visual_mask, grounding_query_index [B, F], grounding_frame_mask: the positions
         the processor laid out (core.layout.GROUNDING_LAYOUT_KEYS; checked against input_ids); without
         them they come from `block_layouts`."""
-        with_queries = self.st_decoder is not None and input_ids is not None
+        with_queries = self.space_decoder is not None and input_ids is not None
         if with_queries:
             ids_all = torch.tensor(self.config.st_query_token_ids, device=input_ids.device)
             with_queries = bool(torch.isin(input_ids, ids_all).any())
@@ -188,10 +187,10 @@ class LlavaSTOnevisionForConditionalGeneration(LlavaOnevisionForConditionalGener
             out = super().forward(input_ids=input_ids, labels=labels, return_dict=True, **kwargs)
             fields = dict(out)
         self._check_feature_counts(input_ids, out)
-        result = LlavaSTOutput(**fields, loss_text=fields.get("loss"))
+        result = LlavaSTCausalLMOutput(**fields, loss_text=fields.get("loss"))
         if not with_queries:
             if labels is not None:
-                result["loss"] = combine_losses(result.loss_text, None, self.st)
+                result["loss"] = combine_losses(result.loss_text, None, self.config.st)
             return result
 
         if grounding_query_index is not None:
@@ -200,19 +199,19 @@ class LlavaSTOnevisionForConditionalGeneration(LlavaOnevisionForConditionalGener
             self._check_index(input_ids, index)
         else:
             index = self.grounding_index(input_ids, grounding_text_index, grounding_text_mask)
-        boxes = self.st_decoder(out.hidden_states[-1], index)  # [B, F, 4]
+        boxes = self.space_decoder(out.hidden_states[-1], index)  # [B, F, 4]
         # item assignment: a ModelOutput field that was None at construction becomes a key only this way
         # (attribute assignment leaves it out of keys(), .get() and to_tuple())
-        result["pred_boxes"], result["pred_box_mask"] = boxes, index.frame_mask.to(boxes.device)
+        result["pred_boxes"], result["frame_mask"] = boxes, index.frame_mask.to(boxes.device)
         if labels is not None or grounding_boxes is not None:
             space = None
             if grounding_boxes is not None:
                 F = boxes.shape[1]
                 target = _fit_frames(grounding_boxes.to(boxes), F)
-                mask = _fit_frames(grounding_box_mask.bool().to(boxes.device), F) & result.pred_box_mask
+                mask = _fit_frames(grounding_box_mask.bool().to(boxes.device), F) & result.frame_mask
                 space = space_loss(boxes, target, mask)
                 result["loss_l1"], result["loss_giou"] = space["loss_l1"], space["loss_giou"]
-            result["loss"] = combine_losses(result.loss_text, space, self.st)
+            result["loss"] = combine_losses(result.loss_text, space, self.config.st)
         return result
 
     def _label_loss(self, hidden: torch.Tensor, labels: torch.Tensor, attention_mask: Optional[torch.Tensor]) -> torch.Tensor:

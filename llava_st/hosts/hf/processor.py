@@ -95,7 +95,7 @@ class LlavaSTProcessor(LlavaOnevisionProcessor):
     def _token_id(self, token: str) -> int:
         tid = self.tokenizer.convert_tokens_to_ids(token)
         if tid is None or tid == self.tokenizer.unk_token_id:
-            raise ValueError(f"the tokenizer has no {token!r} token; build the processor with llava_st.hosts.hf.build")
+            raise ValueError(f"the tokenizer has no {token!r} token; build the processor with llava_st.hosts.hf.loading")
         return int(tid)
 
     @property

@@ -17,8 +17,8 @@ from transformers import Trainer, TrainingArguments
 from ...core.config import STConfig
 from ...data.bad_samples import BAD_SAMPLES_FILE, write_summary
 from ..loss_terms import LossTermsLogging
-from .build import convert_base, is_st_checkpoint, load_st
 from .data import STCollator, STDataset
+from .loading import convert_base, is_st_checkpoint, load_st_model
 from .modeling import LlavaSTOnevisionForConditionalGeneration
 
 logger = logging.getLogger(__name__)
@@ -44,9 +44,9 @@ def load_for_training(model_path, st: Optional[STConfig] = None):
     tokenizer) converted with `st` (default STConfig()). Options given for an ST checkpoint must match
     its own."""
     if is_st_checkpoint(model_path):
-        model, processor = load_st(model_path)
-        if st is not None and st != model.st:
-            raise ValueError(f"{model_path} was built with {model.st}, not {st}; convert a base model instead")
+        _, model, processor = load_st_model(model_path)
+        if st is not None and st != model.config.st:
+            raise ValueError(f"{model_path} was built with {model.config.st}, not {st}; convert a base model instead")
         return model, processor
     from transformers import AutoTokenizer, LlavaOnevisionForConditionalGeneration
 

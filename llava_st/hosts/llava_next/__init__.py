@@ -5,7 +5,7 @@ works in upstream's training command).
 """
 
 from .config import LlavaSTQwenConfig
-from .model import LlavaSTCausalLMOutput, LlavaSTQwenForCausalLM
+from .modeling import LlavaSTCausalLMOutput, LlavaSTQwenForCausalLM
 from .register import MODEL_CLASS_NAME, register
 
 register()

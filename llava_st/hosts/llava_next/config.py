@@ -16,7 +16,7 @@ class LlavaSTQwenConfig(LlavaQwenConfig):
     st_num_queries .. st_lambda_giou: the options of core.STConfig (see there), validated here; a bad
         value raises ValueError naming it.
     st_query_token_ids: the token ids of <r_0> ... <r_N> (N = st_num_queries), set when the tokens are
-        added to the tokenizer (loader.add_st_tokens); None until then.
+        added to the tokenizer (loading.add_st_tokens); None until then.
     """
 
     model_type = "llava_st_qwen"

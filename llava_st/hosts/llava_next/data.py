@@ -3,7 +3,8 @@
 `GroundingDataset` subclasses upstream's `LazySupervisedDataset` (llava/train/train.py @ df17966) and
 leaves its text and image pipeline alone: QA / caption / conversation records go through exactly as
 upstream handles them. For Uni-STG grounding records (the contract in `llava_st.data.schema`) it adds, per item,
-`item["grounding"] = {"boxes": [F, 4] normalised cxcywh, "mask": [F] bool, "text": [T] token positions}`:
+`item["grounding"]` = {GROUNDING_BOXES: [F, 4] normalised cxcywh, GROUNDING_BOX_MASK: [F] bool,
+GROUNDING_TEXT_INDEX: [T] token positions} (core.batch, padded by core.batch.collate_targets):
 
 - STVG: videos are read with the one shared sampler (`llava_st.data.video.read_video`, which upstream's
   video reader is routed to, so the time instruction and the targets use the very same frame times);
@@ -29,24 +30,23 @@ import logging
 import os
 import random
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import torch
 from llava.train import train as upstream
 from llava.train.train import DataCollatorForSupervisedDataset, LazySupervisedDataset
 
-from ...core.batch import GROUNDING_BOX_MASK, GROUNDING_BOXES, GROUNDING_TEXT_INDEX, GROUNDING_TEXT_MASK
+from ...core.batch import GROUNDING_BOX_MASK, GROUNDING_BOXES, GROUNDING_TEXT_INDEX, collate_targets
 from ...core.layout import description_token_positions
-from ...core.timespan import format_frame_times, format_span, snap_span
+from ...core.timespan import format_frame_times
 from ...data.bad_samples import PATH_OUTSIDE, BadSampleLog, summarize  # noqa: F401  (summarize: re-exported)
 from ...data.paths import MediaPathError, path_problem, resolve_media
 from ...data.schema import validate_record
-from ...data.targets import boxes_answer, frame_targets, image_targets
+from ...data.targets import frame_targets, grounding_answer, image_targets
 from ...data.video import VideoReadError, read_video
 
 logger = logging.getLogger(__name__)
 
-SPAN_TASKS = ("stvg", "vtg")
 BOX_TASKS = ("stvg", "rec")
 
 # Videos read by GroundingDataset just before upstream's _get_item asks for them (path -> read result).
@@ -195,11 +195,11 @@ class GroundingDataset(LazySupervisedDataset):
             targets = frame_targets(record, sample.times)
         elif task == "rec":
             targets = image_targets(record, self.data_args.image_aspect_ratio)
-        if self.boxes_as_text and targets is not None:
-            span, times = (targets.span, sample.times) if task == "stvg" else ((0.0, 0.0), [0.0])
-            _set_answer(prepared, boxes_answer(span, targets, times))
-        elif task in SPAN_TASKS:
-            _set_answer(prepared, format_span(*snap_span(record["span"][0], record["span"][1], sample.times)))
+        if task == "vtg":
+            targets = frame_targets(record, sample.times)  # its span only: no box targets
+        if targets is not None:
+            times = sample.times if sample is not None else [0.0]
+            _set_answer(prepared, grounding_answer(task, targets, times, self.boxes_as_text))
         self.list_data_dict[i] = prepared
         self._inside = True
         try:
@@ -208,7 +208,7 @@ class GroundingDataset(LazySupervisedDataset):
             self._inside = False
             self.list_data_dict[i] = record
             _PREREAD.pop(video_path, None)
-        if targets is not None and not self.boxes_as_text:
+        if task in BOX_TASKS and not self.boxes_as_text:
             item["grounding"] = self._grounding(record["caption"], item["input_ids"], targets)
         return item
 
@@ -217,7 +217,8 @@ class GroundingDataset(LazySupervisedDataset):
         text = description_token_positions(input_ids.tolist(), self.tokenizer, caption)
         if not text:
             raise BadSample("description not in prompt", f"caption: {caption!r} does not occur in the tokenised human turn")
-        return {"boxes": targets.boxes_cxcywh, "mask": targets.mask, "text": torch.tensor(text, dtype=torch.long)}
+        return {GROUNDING_BOXES: targets.boxes_cxcywh, GROUNDING_BOX_MASK: targets.mask,
+                GROUNDING_TEXT_INDEX: torch.tensor(text, dtype=torch.long)}
 
 
 def _set_answer(record: dict, answer: str) -> None:
@@ -228,29 +229,6 @@ def _set_answer(record: dict, answer: str) -> None:
             return
 
 
-def collate_grounding(items: Sequence[Optional[dict]], max_length: int) -> Dict[str, torch.Tensor]:
-    """Pad per-item grounding targets (None for items without) into the batch keys of core/batch.py.
-
-    Returns GROUNDING_BOXES [B, F, 4], GROUNDING_BOX_MASK [B, F], GROUNDING_TEXT_INDEX [B, T],
-    GROUNDING_TEXT_MASK [B, T]; F and T are the batch's largest (at least 1). Text positions at or
-    beyond `max_length` (cut by the collator's truncation) are masked out.
-    """
-    B = len(items)
-    F = max([g["boxes"].shape[0] for g in items if g is not None], default=1)
-    T = max([g["text"].shape[0] for g in items if g is not None], default=1)
-    boxes, box_mask = torch.zeros(B, F, 4), torch.zeros(B, F, dtype=torch.bool)
-    text, text_mask = torch.zeros(B, T, dtype=torch.long), torch.zeros(B, T, dtype=torch.bool)
-    for b, g in enumerate(items):
-        if g is None:
-            continue
-        f, t = g["boxes"].shape[0], g["text"].shape[0]
-        boxes[b, :f] = g["boxes"]
-        box_mask[b, :f] = g["mask"]
-        text[b, :t] = g["text"]
-        text_mask[b, :t] = g["text"] < max_length
-    return {GROUNDING_BOXES: boxes, GROUNDING_BOX_MASK: box_mask, GROUNDING_TEXT_INDEX: text, GROUNDING_TEXT_MASK: text_mask}
-
-
 @dataclass
 class GroundingCollator(DataCollatorForSupervisedDataset):
     """Upstream's collator plus the grounding keys. They are present in every batch (all-False masks
@@ -258,7 +236,7 @@ class GroundingCollator(DataCollatorForSupervisedDataset):
 
     def __call__(self, instances: Sequence[Dict]) -> Dict[str, torch.Tensor]:
         batch = super().__call__(instances)
-        batch.update(collate_grounding([inst.get("grounding") for inst in instances], self.tokenizer.model_max_length))
+        batch.update(collate_targets([inst.get("grounding") for inst in instances], self.tokenizer.model_max_length))
         return batch
 
 

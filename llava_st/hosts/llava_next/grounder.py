@@ -13,53 +13,48 @@ from llava.mm_utils import process_images, tokenizer_image_token
 
 from ...core.boxes import ImageFrame
 from ...core.boxtext import answer_token_budget
-from ...core.config import check_frames
+from ...core.config import check_frames, default_frames
 from ...core.generation import stop_token_ids
 from ...core.grounder import Tube, check_descriptions
 from ...core.layout import description_token_positions
+from ...core.prompt import prefix_parts, suffix_text
 from ...core.timespan import time_instruction
 from ...core.tube import assemble_tube, text_tube
 from ...data.templates import REC_ANSWER, instruction
 from ...data.video import read_video
 from .generation import Suffix, generate_grounded
-from .loader import load_st_model
-
-SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+from .loading import load_st_model
 
 
 def prefix_text(time_text: Optional[str]) -> str:
-    """System turn + the user turn up to and including the visual block (and the time instruction)."""
-    head = f"{SYSTEM}<|im_start|>user\n{DEFAULT_IMAGE_TOKEN}\n"
-    return head + (f"{time_text}\n" if time_text else "")
-
-
-def suffix_text(question: str) -> str:
-    """The rest of the user turn and the assistant header."""
-    return f"{question}<|im_end|>\n<|im_start|>assistant\n"
+    """core.prompt's prefix with upstream's "<image>" placeholder as the visual block (the time
+    instruction after it for a video, None for an image)."""
+    return "".join(prefix_parts(DEFAULT_IMAGE_TOKEN, time_text))
 
 
 class LlavaNextGrounder:
     """Grounding and QA with a LlavaSTQwenForCausalLM (implements core.grounder.Grounder).
 
-    frames: default number of sampled frames per video (upstream's frames_upbound; at most the number
-    of queries). max_new_tokens: default answer length (else, for grounding, the longest answer of the
-    trained format on the clip: core.boxtext.answer_token_budget; 64 for QA). Boxes in the
-    returned tubes are pixels of the original video/image plus normalised xyxy.
+    frames: default number of sampled frames per video (None: core.config.default_frames, upstream's
+    frames_upbound of the checkpoint, at most the number of queries). max_new_tokens: default answer
+    length (else, for grounding, the longest answer of the trained format on the clip:
+    core.boxtext.answer_token_budget; 64 for QA). Boxes in the returned tubes are pixels of the original
+    video/image plus normalised xyxy.
     """
 
     def __init__(self, model, tokenizer, image_processor, frames: Optional[int] = None, max_new_tokens: Optional[int] = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.image_processor = image_processor
-        upbound = getattr(model.config, "frames_upbound", 0) or model.config.st_num_queries
-        self.frames = min(upbound, model.config.st_num_queries) if frames is None else self._check(frames)
+        default = default_frames(model.config.st_num_queries, getattr(model.config, "frames_upbound", None))
+        self.frames = default if frames is None else self._check(frames)
         self.force_sample = bool(getattr(model.config, "force_sample", True))
         self.max_new_tokens = max_new_tokens
 
     @classmethod
     def from_pretrained(cls, path, device: str = "cpu", torch_dtype: Optional[torch.dtype] = None, frames: Optional[int] = None,
                         max_new_tokens: Optional[int] = None):
-        """A grounder for an ST checkpoint (loader.load_st_model); torch_dtype defaults to float32."""
+        """A grounder for an ST checkpoint (loading.load_st_model); torch_dtype defaults to float32."""
         tokenizer, model, image_processor = load_st_model(path, device=device, torch_dtype=torch_dtype or torch.float32)
         return cls(model, tokenizer, image_processor, frames, max_new_tokens)
 

@@ -19,7 +19,7 @@ from ...core.config import STConfig
 from ...core.tokens import add_query_tokens, init_query_embeddings
 from ..checkpoint import TOKENIZER_FILES, CheckpointError, check_files, check_loading_info, check_weights, short
 from .config import LlavaSTQwenConfig
-from .model import LlavaSTQwenForCausalLM
+from .modeling import LlavaSTQwenForCausalLM
 from .register import register
 
 logger = logging.getLogger(__name__)

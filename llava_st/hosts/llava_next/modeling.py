@@ -91,7 +91,7 @@ class LlavaSTQwenForCausalLM(LlavaQwenForCausalLM):
         if ids is None:
             raise ValueError(
                 "config.st_query_token_ids is not set: add the query tokens first "
-                "(llava_st.hosts.llava_next.loader.add_st_tokens)"
+                "(llava_st.hosts.llava_next.loading.add_st_tokens)"
             )
         return QueryTokens(tuple(ids))
 
@@ -229,8 +229,10 @@ class LlavaSTQwenForCausalLM(LlavaQwenForCausalLM):
             dpo_forward=dpo_forward,
             cache_position=cache_position,
         )
-        if self.space_decoder is None or dpo_forward or (inputs_embeds is not None and grounding_index is None):
+        if dpo_forward:
             return super().forward(**upstream_kwargs)
+        if self.space_decoder is None or (inputs_embeds is not None and grounding_index is None):
+            return self._text_forward(upstream_kwargs, return_dict)
         index = grounding_index
         if inputs_embeds is None:
             text_positions = text_positions_from_batch(grounding_text_index, grounding_text_mask)
@@ -238,7 +240,7 @@ class LlavaSTQwenForCausalLM(LlavaQwenForCausalLM):
                 input_ids, position_ids, attention_mask, past_key_values, labels, images, modalities, image_sizes, text_positions
             )
         if index is None:
-            return super().forward(**upstream_kwargs)
+            return self._text_forward(upstream_kwargs, return_dict)
         out = super().forward(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -268,6 +270,21 @@ class LlavaSTQwenForCausalLM(LlavaQwenForCausalLM):
             loss_text=out.loss,
             loss_l1=None if space is None else space["loss_l1"],
             loss_giou=None if space is None else space["loss_giou"],
+        )
+        return result if return_dict is not False else result.to_tuple()
+
+    def _text_forward(self, upstream_kwargs: dict, return_dict) -> LlavaSTCausalLMOutput:
+        """Upstream's forward where nothing is grounded (no visual block, or query mode "none"): its LM
+        loss is `loss_text` and `loss` is combine_losses of it alone (λ_time·L_text), as on the
+        transformers host; no boxes."""
+        out = super().forward(**{**upstream_kwargs, "return_dict": True})
+        result = LlavaSTCausalLMOutput(
+            loss=None if out.loss is None else combine_losses(out.loss, None, self.config.st),
+            logits=out.logits,
+            past_key_values=out.past_key_values,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+            loss_text=out.loss,
         )
         return result if return_dict is not False else result.to_tuple()
 

@@ -17,7 +17,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from ...train import MODEL_CLASS_NAME
 from .config import LlavaSTQwenConfig
-from .model import LlavaSTQwenForCausalLM
+from .modeling import LlavaSTQwenForCausalLM
 
 
 def _transformers_modules():

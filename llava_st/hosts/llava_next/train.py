@@ -36,9 +36,9 @@ from ...core.config import QUERY_MODES, STConfig
 from ...core.decoder import QueryGuidedSpaceDecoder
 from ..loss_terms import LossTermsLogging
 from .config import LlavaSTQwenConfig
-from .dataset import BOX_TASKS, GroundingDataset, make_data_module, summarize
-from .loader import add_st_tokens
-from .model import LlavaSTQwenForCausalLM
+from .data import BOX_TASKS, GroundingDataset, make_data_module, summarize
+from .loading import add_st_tokens
+from .modeling import LlavaSTQwenForCausalLM
 from .register import MODEL_CLASS_NAME, register
 
 try:
@@ -53,7 +53,7 @@ BAD_SAMPLES_SUMMARY = "bad_samples_summary.json"
 # What the numpy RNG state inside transformers' rng_state*.pth files is made of.
 NUMPY_RNG_TYPES = [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 # An mm_tunable_parts entry of llava_st: train the space decoder even when the language model is frozen.
-ST_DECODER_PART = "st_decoder"
+SPACE_DECODER_PART = "space_decoder"
 # The unweighted loss terms of LlavaSTCausalLMOutput, logged beside `loss`.
 
 
@@ -83,7 +83,7 @@ def decoder_parameters(model) -> List[torch.nn.Parameter]:
 
 class LlavaSTTrainer(LossTermsLogging, LLaVATrainer):
     """Upstream's LLaVATrainer with its two blocking bugs repaired, the query tokens added, the space
-    decoder trainable (with `mm_language_model` or `st_decoder` in mm_tunable_parts) and optionally on
+    decoder trainable (with `mm_language_model` or `space_decoder` in mm_tunable_parts) and optionally on
     its own learning rate, each loss term logged (the mean since the last log over steps and ranks, as
     `loss`: hosts.loss_terms), and a bad-sample summary at the end."""
 
@@ -105,7 +105,7 @@ class LlavaSTTrainer(LossTermsLogging, LLaVATrainer):
             for m, grad in zip((model.get_input_embeddings(), model.get_output_embeddings()), trainable):
                 m.weight.requires_grad_(grad)
         tunable = (getattr(model.config, "mm_tunable_parts", None) or "").split(",")
-        if ST_DECODER_PART in tunable or "mm_language_model" in tunable:
+        if SPACE_DECODER_PART in tunable or "mm_language_model" in tunable:
             for p in decoder_parameters(model):
                 p.requires_grad_(True)
         if args.deepspeed and args.bf16:
