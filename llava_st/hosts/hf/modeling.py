@@ -15,9 +15,9 @@ import torch
 from transformers import LlavaOnevisionForConditionalGeneration
 from transformers.models.llava_onevision.modeling_llava_onevision import LlavaOnevisionCausalLMOutputWithPast
 
-from ...core.decoder import QueryGuidedSpaceDecoder
 from ...core.layout import BlockLayout, GroundingIndex, block_layout, layout_ids
 from ...core.losses import combine_losses, space_loss
+from ..space_decoder import SpaceDecoderMixin
 from .config import LlavaSTOnevisionConfig
 from .processor import pooled_tokens_per_frame
 
@@ -39,7 +39,7 @@ class LlavaSTCausalLMOutput(LlavaOnevisionCausalLMOutputWithPast):
     loss_giou: Optional[torch.FloatTensor] = None
 
 
-class LlavaSTOnevisionForConditionalGeneration(LlavaOnevisionForConditionalGeneration):
+class LlavaSTOnevisionForConditionalGeneration(SpaceDecoderMixin, LlavaOnevisionForConditionalGeneration):
     """LLaVA-OneVision (SigLIP + MLP projector + Qwen2) with spatio-temporal aware queries and the
     Query-Guided Space Decoder. Extra forward inputs are the grounding keys of core/batch.py."""
 
@@ -52,14 +52,8 @@ class LlavaSTOnevisionForConditionalGeneration(LlavaOnevisionForConditionalGener
 
     def __init__(self, config: LlavaSTOnevisionConfig):
         super().__init__(config)
-        st = config.st
-        self.space_decoder = QueryGuidedSpaceDecoder(config.text_config.hidden_size, st) if st.uses_decoder else None
+        self.add_space_decoder(config.text_config.hidden_size, config.st)
         self.post_init()
-
-    def _init_weights(self, module):
-        super()._init_weights(module)
-        if isinstance(module, QueryGuidedSpaceDecoder):  # visited after its layers: its own init wins
-            module.reset_parameters()
 
     # ---- layout: positions from core.layout -----------------------------------------------------
     @property

@@ -19,10 +19,10 @@ from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from llava.model.language_model.llava_qwen import LlavaQwenForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from ...core.decoder import QueryGuidedSpaceDecoder
 from ...core.layout import GroundingIndex
 from ...core.losses import combine_losses, space_loss
 from ...core.tokens import QueryTokens
+from ..space_decoder import SpaceDecoderMixin
 from .config import LlavaSTQwenConfig
 from .interleave import (
     find_block,
@@ -69,21 +69,15 @@ def _modality(modalities: List[str], image_idx: int) -> str:
     return modalities[image_idx] if image_idx < len(modalities) else "image"
 
 
-class LlavaSTQwenForCausalLM(LlavaQwenForCausalLM):
+class LlavaSTQwenForCausalLM(SpaceDecoderMixin, LlavaQwenForCausalLM):
     config_class = LlavaSTQwenConfig
 
     def __init__(self, config: LlavaSTQwenConfig):
         config = LlavaSTQwenConfig.from_upstream(config)
         super().__init__(config)
         config.model_type = LlavaSTQwenConfig.model_type  # upstream's __init__ overwrote it
-        st = config.st
-        self.space_decoder = QueryGuidedSpaceDecoder(config.hidden_size, st) if st.uses_decoder else None
+        self.add_space_decoder(config.hidden_size, config.st)
         self.post_init()
-
-    def _init_weights(self, module):
-        super()._init_weights(module)
-        if isinstance(module, QueryGuidedSpaceDecoder):  # visited after its layers: its own init wins
-            module.reset_parameters()
 
     @property
     def query_tokens(self) -> QueryTokens:
@@ -241,19 +235,10 @@ class LlavaSTQwenForCausalLM(LlavaQwenForCausalLM):
             )
         if index is None:
             return self._text_forward(upstream_kwargs, return_dict)
-        out = super().forward(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=past_key_values,
-            inputs_embeds=inputs_embeds,
-            labels=labels,
-            use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=True,
-            return_dict=True,
-            cache_position=cache_position,
-        )
+        spliced = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                       past_key_values=past_key_values, inputs_embeds=inputs_embeds, labels=labels)
+        # with inputs_embeds upstream's forward skips its own splice and runs the Qwen2 LM on ours
+        out = super().forward(**{**upstream_kwargs, **spliced, "output_hidden_states": True, "return_dict": True})
         pred_boxes = self.space_decoder(out.hidden_states[-1], index)  # [B, F, 4]
         space = None
         if grounding_boxes is not None and grounding_box_mask is not None:
