@@ -306,36 +306,16 @@ def load_base(path):
     return model.eval(), AutoTokenizer.from_pretrained(str(path))
 
 
-def _host(*names):
-    """The first of `names` that the transformers host package (hosts.hf) exports (a name being renamed
-    there is found under either)."""
-    from ..hosts import hf
-
-    for name in names:
-        if hasattr(hf, name):
-            return getattr(hf, name)
-    raise ImportError(f"llava_st.hosts.hf exports none of {names}")
-
-
 def base_grounder(model, tokenizer, frames: int = FRAMES):
     """A grounder (llava_st.api.load_grounder) over the plain base, converted to query_mode "none" (no
     queries, no decoder: the same forward) through a temporary ST checkpoint; its `answer` asks a question."""
     from ..api import load_grounder
+    from ..hosts.hf import save_st_model
 
     st_model, processor = to_st(model, tokenizer)
     with tempfile.TemporaryDirectory(prefix="llava-st-base-eval-") as tmp:
-        _host("save_st_model", "save_st")(st_model, processor, tmp)
+        save_st_model(st_model, processor, tmp)
         return load_grounder(tmp, frames=frames)
-
-
-def _train_hf():
-    """hosts.hf's train_hf (the package does not re-export it yet: then from its train module)."""
-    try:
-        return _host("train_hf")
-    except ImportError:
-        from ..hosts.hf.train import train_hf
-
-        return train_hf
 
 
 # ---- evaluation ---------------------------------------------------------------------------------------
@@ -385,6 +365,7 @@ def train_base(out_dir, recipe: Optional[BaseRecipe] = None, data_dir=None, logg
     (recipes.tiny_model.build_qwen_tokenizer, built under data_dir when not given; a copy is used)."""
     import torch
 
+    from ..hosts.hf.train import train_hf
     from .tiny_model import build_qwen_tokenizer
 
     recipe = recipe or BaseRecipe()
@@ -398,7 +379,6 @@ def train_base(out_dir, recipe: Optional[BaseRecipe] = None, data_dir=None, logg
     records, _ = write_clips(data_dir, recipe.train_videos, recipe.data_seed, "train")
     data_seconds = time.time() - t0
     base = build_base(tokenizer, recipe)
-    train_hf = _train_hf()
     base_grounder(base, tokenizer)  # imports every host module the evaluation needs, before training
     model, processor = to_st(base, tokenizer)
     start = time.time()
