@@ -224,6 +224,49 @@ def contention(runs: dict, records: int, ratio_of_fastest: float) -> str:
             f"{cpu[1]:.1f} CPU ms per record with 1 rank, {cpu[2]:.1f} with 2; the fastest runs' ratio {ratio_of_fastest:.2f}x")
 
 
+def _busy_work(seconds_out, n: int = 4000) -> None:
+    """A fixed CPU-bound job (single-threaded float32 matmuls); puts its wall seconds on the queue."""
+    torch.set_num_threads(1)
+    a = torch.randn(256, 256)
+    start = time.perf_counter()
+    for _ in range(n):
+        a = torch.tanh(a @ a)
+    seconds_out.put(time.perf_counter() - start)
+
+
+def parallel_ceiling(repeats: int = 3) -> dict:
+    """What this machine gives two processes that share nothing: the same fixed CPU-bound job run alone
+    and as two processes at once; ceiling = 2 x (alone s) / (together s), the best a 2-rank run of
+    CPU-bound work can reach here (2.0 on two free cores). Median of `repeats`."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    alone, together = [], []
+    for _ in range(repeats):
+        q = ctx.Queue()
+        p = ctx.Process(target=_busy_work, args=(q,))
+        p.start()
+        alone.append(q.get())
+        p.join()
+        procs = [ctx.Process(target=_busy_work, args=(q,)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        together.append(max(q.get(), q.get()))
+        for p in procs:
+            p.join()
+    ratios = [2 * a / t for a, t in zip(alone, together)]
+    return {"what": "2 processes of a fixed single-threaded CPU job / 1 (records/s), 2.0 on two free cores",
+            "alone_s": [round(x, 3) for x in alone], "together_s": [round(x, 3) for x in together],
+            "ceiling": round(median(ratios), 3), "stability": stability(ratios)}
+
+
+def ceiling_note(ratio: float, ceiling: dict) -> str:
+    """One sentence comparing a 2-rank ratio with the machine's parallel_ceiling."""
+    c = ceiling["ceiling"]
+    return (f"two processes of a fixed CPU-bound job reach {c:.2f}x here (parallel_ceiling, per repeat "
+            f"{', '.join(f'{r:.2f}' for r in ceiling['stability']['ratios'])}): the 2-rank ratio is {100 * ratio / c:.0f}% of that")
+
+
 def rank_scaling(runs: Dict[int, List[dict]], records: int, span_key: str) -> dict:
     """The 2-ranks-vs-1 summary of repeated torchrun runs. runs: {1: [run, ...], 2: [run, ...]}, each run
     {span_key: seconds of the measured span, "rank0_s", "rank_s" [per rank], "start_lag_s", "wall_s",
