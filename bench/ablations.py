@@ -1,0 +1,214 @@
+"""Ablations the paper's way (issue 16, item 2): every variant fine-tunes from the committed base model.
+
+Each (variant, seed) converts llava_st/checkpoints/llava-st-base with the variant's core.STConfig
+(hosts.hf.convert_base; the base's weights kept, queries and decoder new), fine-tunes it with the same
+data (recipes.synthetic_stg's "task+colour+enter" clips, seed `seed`), the same steps, schedule
+(cosine, 30 warm-up steps, lr 1e-3, batch 8) and train_hf seed `seed`, then grounds `--num-videos`
+held-out clips (llava_st.demo.evaluate_checkpoint, seed HELD_OUT_SEED). Variants: those of
+bench.learning_check (full, paper_decoder, boxes_as_text, queries_after, no_dual_attn) plus the Table 9
+analogue `frames4_queries4`: 4 sampled frames and 4 queries against full's 8/8. The synthetic clips have
+8 frames, so 8/8 is the most that means anything (a query without a frame is never used, and 16 frames
+would repeat frames); halving both is the one meaningful point of the sweep.
+
+    python -m bench.ablations [--seeds 0,1,2] [--variants full,...] [--steps N] [--num-videos 100] [--quick]
+
+Writes bench/results/ablations/<variant>-seed<k>.json per run (skipped when present: the table is built
+across sittings; a run killed before it finishes writes nothing) and then bench/results/ablations.json:
+per variant mean ± std (sample std, ddof 1; 0 with one seed) over the seeds present, and for each variant
+against full whether |mean difference| > std(variant) + std(full) ("beyond spread"). A variant with fewer
+than 3 seeds is marked incomplete. --quick: a handful of steps and 8 videos, written under bench/out/.
+Default steps: the demo recipe ran 21,750 steps in ~99 min of one core (~0.27 s/step), so 2,000 steps
+keep one fine-tune (boxes as text: longer answers) well under 20 min; not re-measured in this sitting.
+"""
+
+import argparse
+import copy
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from bench.learning_check import METRICS  # noqa: E402
+from bench.learning_check import VARIANTS as LEARNING_VARIANTS
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+QUICK = ROOT / "bench" / "out" / "ablations-quick"
+CACHE = ROOT / ".cache" / "ablations"
+VARIANTS = dict(LEARNING_VARIANTS, frames4_queries4={"num_queries": 4})
+DATA = "task+colour+enter"
+STEPS, QUICK_STEPS = 2000, 3
+COMPLETE_SEEDS = 3
+
+
+def variant_st(name: str):
+    from llava_st.recipes.synthetic_stg import demo_st
+
+    return demo_st(**VARIANTS[name])
+
+
+def trained_answers(records, frames: int):
+    """The boxes-as-text answer each record would be trained with (snapped span, one normalised box per
+    sampled frame inside it), clips sampled at `frames` frames."""
+    import numpy as np
+
+    from llava_st.core.boxtext import format_boxes_text
+    from llava_st.core.timespan import snap_span
+
+    out = []
+    for r in records:
+        total = round(r["duration"] * r["fps"]) or 1
+        times = np.linspace(0, total - 1, frames) / r["fps"] if frames < total else np.arange(total) / r["fps"]
+        start, end = snap_span(r["span"][0], r["span"][1], times)
+        boxes = {round(b["t"], 3): b["xyxy"] for b in r["boxes"]}
+        w, h = r["width"], r["height"]
+        rows = [(t, [boxes[round(t, 3)][0] / w, boxes[round(t, 3)][1] / h, boxes[round(t, 3)][2] / w, boxes[round(t, 3)][3] / h])
+                for t in times if start - 1e-6 <= t <= end + 1e-6 and round(t, 3) in boxes]
+        out.append((times.tolist(), format_boxes_text(start, end, rows)))
+    return out
+
+
+def check_answer_budget(grounder, records, frames: int) -> int:
+    """Assert that no trained boxes-as-text answer of `records` exceeds the grounder's answer budget;
+    returns the longest answer's tokens. AssertionError naming the record otherwise."""
+    tok = grounder.processor.tokenizer
+    longest = 0
+    for record, (times, text) in zip(records, trained_answers(records, frames)):
+        n = len(tok(text).input_ids)
+        budget = grounder.answer_budget(times)
+        assert n <= budget, f"id={record['id']}: trained answer of {n} tokens exceeds the answer budget {budget}: {text!r}"
+        longest = max(longest, n)
+    return longest
+
+
+def fine_tune(name: str, seed: int, steps: int, num_videos: int, work: Path) -> dict:
+    """Convert the base with the variant's STConfig, fine-tune, evaluate; returns the per-run result."""
+    import torch
+
+    from llava_st.api import load_grounder
+    from llava_st.data.synthetic import write_split
+    from llava_st.demo import HELD_OUT_SEED, evaluate_checkpoint
+    from llava_st.hosts.hf import convert_base, save_st_model
+    from llava_st.hosts.hf.train import train_hf
+    from llava_st.recipes.base_model import CHECKPOINT, load_base
+    from llava_st.recipes.synthetic_stg import STAGE_DATA, VIDEOS
+
+    torch.set_num_threads(1)
+    st = variant_st(name)
+    frames = st.num_queries
+    base, tokenizer = load_base(CHECKPOINT)
+    model, processor = convert_base(base, copy.deepcopy(tokenizer), st)
+    data = CACHE / "data"
+    records = []
+    for kind in DATA.split("+"):
+        split, offset, videos = STAGE_DATA[kind]
+        records += write_split(data, 3000 if steps > QUICK_STEPS else 16, seed + offset, videos, split, progress=False)
+    start = time.time()
+    result = train_hf(model, records, data, processor=processor, frames=frames, max_steps=steps, batch_size=8, learning_rate=1e-3,
+                      seed=seed, logging_steps=max(1, min(50, steps // 10)), lr_scheduler_type="cosine",
+                      warmup_steps=min(30, steps // 10), weight_decay=0.0, max_grad_norm=1.0)
+    seconds = time.time() - start
+    ckpt = work / f"{name}-seed{seed}" / "checkpoint"
+    save_st_model(result.model, processor, ckpt)
+    longest = None
+    if st.query_mode == "none":
+        heldout = write_split(work / "heldout-check", num_videos, HELD_OUT_SEED, VIDEOS, "heldout", progress=False)
+        longest = check_answer_budget(load_grounder(str(ckpt), frames=frames), heldout, frames)
+    ev = evaluate_checkpoint(ckpt, work / f"{name}-seed{seed}" / "eval", num_videos=num_videos, progress=False)
+    logged = [row for row in result.log_history if "loss" in row]
+    return {"variant": name, "seed": seed, "steps": steps, "data": DATA, "num_videos": num_videos, "train_seconds": round(seconds, 1),
+            "st": st.to_dict(), "frames": frames, "metrics": ev["splits"]["test"]["all"], "unparsable": ev["counts"]["unparsable"],
+            "longest_text_answer_tokens": longest, "last_losses": logged[-3:],
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def _stats(values):
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return {"mean": mean, "std": std}
+
+
+def summarise(run_dir) -> dict:
+    """Per variant mean ± std over the seeds present, and each variant vs full: beyond_spread when
+    |mean - mean_full| > std + std_full."""
+    runs = {}
+    for path in sorted(Path(run_dir).glob("*-seed*.json")):
+        row = json.loads(path.read_text())
+        runs.setdefault(row["variant"], []).append(row)
+    variants = {}
+    for name, rows in runs.items():
+        stats = {k: _stats([r["metrics"][k] for r in rows]) for k in METRICS}
+        stats["train_seconds"] = _stats([r["train_seconds"] for r in rows])
+        variants[name] = {"seeds": sorted(r["seed"] for r in rows), "num_seeds": len(rows), "complete": len(rows) >= COMPLETE_SEEDS,
+                          "steps": sorted({r["steps"] for r in rows}),
+                          "num_videos": sorted({r["num_videos"] for r in rows}), "stats": stats}
+    full = variants.get("full")
+    for name, v in variants.items():
+        if full is None or name == "full":
+            continue
+        v["vs_full"] = {k: {"difference": v["stats"][k]["mean"] - full["stats"][k]["mean"],
+                            "spread": v["stats"][k]["std"] + full["stats"][k]["std"],
+                            "beyond_spread": abs(v["stats"][k]["mean"] - full["stats"][k]["mean"])
+                            > v["stats"][k]["std"] + full["stats"][k]["std"]}
+                        for k in METRICS}
+    return {"name": "ablations", "spread_rule": "|mean - mean_full| > std + std_full (sample std over seeds; 0 with one seed)",
+            "complete_seeds": COMPLETE_SEEDS, "variants": {n: variants[n] for n in VARIANTS if n in variants}}
+
+
+def table(summary: dict):
+    """Markdown rows of the summary (%, mean ± std), with seeds and the spread test vs full (m_vIoU)."""
+    rows = ["| variant | seeds | " + " | ".join(METRICS) + " | train s | m_vIoU vs full beyond spread |", "|---" * (len(METRICS) + 4) + "|"]
+    for name, v in summary["variants"].items():
+        s = v["stats"]
+        seeds = f"{v['num_seeds']}" + ("" if v["complete"] else " (incomplete)")
+        vs = v.get("vs_full", {}).get("m_vIoU")
+        cmp = "–" if vs is None else f"{100 * vs['difference']:+.1f} ({'yes' if vs['beyond_spread'] else 'no'})"
+        rows.append(f"| {name} | {seeds} | " + " | ".join(f"{100 * s[k]['mean']:.1f} ± {100 * s[k]['std']:.1f}" for k in METRICS)
+                    + f" | {s['train_seconds']['mean']:.0f} | {cmp} |")
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--num-videos", type=int, default=None)
+    p.add_argument("--quick", action="store_true", help=f"{QUICK_STEPS} steps, 8 videos, under bench/out/")
+    p.add_argument("--out", default=None, help="folder of the per-run JSONs and the summary (default bench/results)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+    out = Path(args.out or (QUICK if args.quick else RESULTS))
+    steps = args.steps or (QUICK_STEPS if args.quick else STEPS)
+    num_videos = args.num_videos or (8 if args.quick else 100)
+    run_dir = out / "ablations"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:
+        for name in names:
+            path = run_dir / f"{name}-seed{seed}.json"
+            if path.exists():
+                logging.info("skip %s (exists)", path)
+                continue
+            work = CACHE / ("quick" if args.quick else "runs") if args.out is None else out / "work"
+            row = fine_tune(name, seed, steps, num_videos, work)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(row, indent=1) + "\n")
+            tmp.replace(path)
+    summary = summarise(run_dir)
+    (out / "ablations.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print("\n".join(table(summary)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
