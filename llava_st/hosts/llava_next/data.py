@@ -14,7 +14,7 @@ GROUNDING_TEXT_INDEX: [T] token positions} (core.batch, padded by core.batch.col
 - REC: one box (`data.targets.image_targets`), F = 1.
 - With `boxes_as_text` (query_mode "none", paper Table 7 row 1) STVG and REC answers carry the boxes
   as text (core.boxtext) and no targets are attached.
-- "text" holds the positions of the description's tokens in `input_ids` (before any visual splice).
+- GROUNDING_TEXT_INDEX holds the positions of the description's tokens in `input_ids` (before any visual splice).
 
 Media paths follow the one data-root rule (`llava_st.data.paths.resolve_media`): a `video` must stay
 inside `--video_folder`, an `image` inside `--image_folder` (no `..`, absolute path or symbolic link
