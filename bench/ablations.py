@@ -22,7 +22,6 @@ keep one fine-tune (boxes as text: longer answers) well under 20 min; not re-mea
 """
 
 import argparse
-import copy
 import json
 import logging
 import math
@@ -34,7 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bench.learning_check import METRICS  # noqa: E402
+from bench.learning_check import METRICS, parse_variants  # noqa: E402
 from bench.learning_check import VARIANTS as LEARNING_VARIANTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,44 +86,36 @@ def check_answer_budget(grounder, records, frames: int) -> int:
     return longest
 
 
-def fine_tune(name: str, seed: int, steps: int, num_videos: int, work: Path) -> dict:
-    """Convert the base with the variant's STConfig, fine-tune, evaluate; returns the per-run result."""
-    import torch
+def variant_recipe(seed: int, steps: int, frames: int):
+    """The fine-tune every variant gets (recipes.synthetic_stg.Recipe from the base): one cosine stage of
+    `steps` on DATA, data and order of `seed`, decoder initialised from `seed`."""
+    from llava_st.recipes.synthetic_stg import Recipe, Stage
 
+    return Recipe(seed=seed, frames=frames, train_videos=3000 if steps > QUICK_STEPS else 16,
+                  stages=(Stage(DATA, steps, "cosine", min(30, steps // 10), seed),))
+
+
+def fine_tune(name: str, seed: int, steps: int, num_videos: int, work: Path) -> dict:
+    """Fine-tune the base with the variant's STConfig (recipes.synthetic_stg.train_recipe), evaluate;
+    returns the per-run result."""
     from llava_st.api import load_grounder
     from llava_st.data.synthetic import write_split
     from llava_st.demo import HELD_OUT_SEED, evaluate_checkpoint
-    from llava_st.hosts.hf import convert_base, save_st_model
-    from llava_st.hosts.hf.train import train_hf
-    from llava_st.recipes.base_model import CHECKPOINT, load_base
-    from llava_st.recipes.synthetic_stg import STAGE_DATA, VIDEOS
+    from llava_st.recipes.synthetic_stg import VIDEOS, train_recipe
 
-    torch.set_num_threads(1)
     st = variant_st(name)
     frames = st.num_queries
-    base, tokenizer = load_base(CHECKPOINT)
-    model, processor = convert_base(base, copy.deepcopy(tokenizer), st)
-    data = CACHE / "data"
-    records = []
-    for kind in DATA.split("+"):
-        split, offset, videos = STAGE_DATA[kind]
-        records += write_split(data, 3000 if steps > QUICK_STEPS else 16, seed + offset, videos, split, progress=False)
-    start = time.time()
-    result = train_hf(model, records, data, processor=processor, frames=frames, max_steps=steps, batch_size=8, learning_rate=1e-3,
-                      seed=seed, logging_steps=max(1, min(50, steps // 10)), lr_scheduler_type="cosine",
-                      warmup_steps=min(30, steps // 10), weight_decay=0.0, max_grad_norm=1.0)
-    seconds = time.time() - start
     ckpt = work / f"{name}-seed{seed}" / "checkpoint"
-    save_st_model(result.model, processor, ckpt)
+    info = train_recipe(ckpt, variant_recipe(seed, steps, frames), st, data_dir=CACHE / ("data" if steps > QUICK_STEPS else "data-quick"))
     longest = None
     if st.query_mode == "none":
         heldout = write_split(work / "heldout-check", num_videos, HELD_OUT_SEED, VIDEOS, "heldout", progress=False)
         longest = check_answer_budget(load_grounder(str(ckpt), frames=frames), heldout, frames)
-    ev = evaluate_checkpoint(ckpt, work / f"{name}-seed{seed}" / "eval", num_videos=num_videos, progress=False)
-    logged = [row for row in result.log_history if "loss" in row]
-    return {"variant": name, "seed": seed, "steps": steps, "data": DATA, "num_videos": num_videos, "train_seconds": round(seconds, 1),
-            "st": st.to_dict(), "frames": frames, "metrics": ev["splits"]["test"]["all"], "unparsable": ev["counts"]["unparsable"],
-            "longest_text_answer_tokens": longest, "last_losses": logged[-3:],
+    ev = evaluate_checkpoint(ckpt, work / f"{name}-seed{seed}" / "eval", num_videos=num_videos, progress=False, frames=frames)
+    logged = [row for row in info["log_history"] if "loss" in row]
+    return {"variant": name, "seed": seed, "steps": steps, "data": DATA, "num_videos": num_videos, "train_seconds": info["seconds"],
+            "st": st.to_dict(), "frames": frames, "base": info["base"], "metrics": ev["splits"]["test"]["all"],
+            "unparsable": ev["counts"]["unparsable"], "longest_text_answer_tokens": longest, "last_losses": logged[-3:],
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
@@ -184,10 +175,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="folder of the per-run JSONs and the summary (default bench/results)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    names = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown:
-        p.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+    names = parse_variants(p, args.variants, VARIANTS)
     out = Path(args.out or (QUICK if args.quick else RESULTS))
     steps = args.steps or (QUICK_STEPS if args.quick else STEPS)
     num_videos = args.num_videos or (8 if args.quick else 100)

@@ -31,9 +31,10 @@ def _progress_logging():
     logging.getLogger("transformers").setLevel(logging.WARNING)
 
 
-def evaluate_checkpoint(checkpoint, out_dir, num_videos: int = 40, seed: int = HELD_OUT_SEED, viz: int = 0, progress: bool = True) -> dict:
-    """Ground `num_videos` held-out synthetic clips with `checkpoint` and score them (eval.drivers; the
-    official HC-STVG frame convention on every frame at 1 fps). Writes under `out_dir`: data/, eval/
+def evaluate_checkpoint(checkpoint, out_dir, num_videos: int = 40, seed: int = HELD_OUT_SEED, viz: int = 0, progress: bool = True,
+                        frames: int = FRAMES) -> dict:
+    """Ground `num_videos` held-out synthetic clips with `checkpoint`, sampling `frames` frames per clip, and
+    score them (eval.drivers; the official HC-STVG frame convention on every frame at 1 fps). Writes under `out_dir`: data/, eval/
     (predictions JSONL, metrics.json, table.md, viz/) and tubes.json. Returns the metrics dict."""
     from .api import load_grounder
     from .eval.drivers import BENCHMARKS, evaluate, merge_predictions
@@ -42,14 +43,14 @@ def evaluate_checkpoint(checkpoint, out_dir, num_videos: int = 40, seed: int = H
     data = out_dir / "data"
     records = write_split(data, num_videos, seed, VIDEOS, "heldout", progress=progress)
     _forget_other_checkpoints(checkpoint, out_dir / "eval")
-    grounder = load_grounder(str(checkpoint), frames=FRAMES)
+    grounder = load_grounder(str(checkpoint), frames=frames)
     result = evaluate(
         grounder,
         BENCHMARKS["stvg"],
         {"test": str(data / "heldout.json")},
         data,
         out_dir / "eval",
-        frames=FRAMES,
+        frames=frames,
         viz=viz,
         progress=progress,
         model_name="llava-st demo",

@@ -4,6 +4,7 @@ checkpoint."""
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,8 @@ def test_recipe_trains_both_stages_and_saves_a_loadable_checkpoint(tmp_path):
 
     stages = (stg.Stage("box", 2, "cosine", 1, 0), stg.Stage("enter", 1, "constant", 0, 1),
               stg.Stage("task+box", 2, "constant", 0, 2, 5e-4))
-    recipe = stg.Recipe(train_videos=8, stages=stages, batch_size=2, image_size=32, patch_size=8, vision_hidden=32, text_hidden=64)
+    recipe = stg.Recipe(base=None, train_videos=8, stages=stages, batch_size=2,
+                        image_size=32, patch_size=8, vision_hidden=32, text_hidden=64)
     info = stg.train_recipe(str(tmp_path / "ckpt"), recipe, data_dir=tmp_path / "data")
     stages = [row["stage"] for row in info["log_history"] if "loss_text" in row]
     assert stages == ["box", "box", "enter", "task+box", "task+box"]
@@ -86,7 +88,7 @@ def test_recipe_trains_both_stages_and_saves_a_loadable_checkpoint(tmp_path):
     assert all(len(r["boxes"]) == round((r["span"][1] - r["span"][0]) * stg.VIDEOS.fps) + 1 for r in enter)
     with pytest.raises(ValueError, match="unknown stage data"):
         stg.train_recipe(str(tmp_path / "bad"), stg.Recipe(train_videos=2, stages=(stg.Stage("boxes", 1),)), data_dir=tmp_path / "data")
-    assert info["st"]["decoder_projections"] and info["st"]["num_queries"] == stg.FRAMES
+    assert info["st"]["decoder_projections"] and info["st"]["num_queries"] == stg.FRAMES and info["base"] is None
     box = json.loads((tmp_path / "data" / "box.json").read_text())
     last = (stg.VIDEOS.num_frames - 1) / stg.VIDEOS.fps
     assert all(r["span"] == [0.0, last] for r in box)  # the box stage: the target in every frame
@@ -94,6 +96,29 @@ def test_recipe_trains_both_stages_and_saves_a_loadable_checkpoint(tmp_path):
     grounder = load_grounder(str(tmp_path / "ckpt"), frames=stg.FRAMES)
     tube = grounder.ground(str(tmp_path / "data" / box[0]["video"]), [box[0]["caption"]])[0]
     assert tube["query"] == box[0]["caption"]
+
+
+def test_recipe_fine_tunes_the_base_reproducibly_in_one_process(tmp_path):
+    """The default recipe starts from the committed base (its weights kept, queries and decoder new) and
+    is deterministic: the same recipe twice gives the same weights; another seed another decoder."""
+    from safetensors.torch import load_file
+
+    from llava_st.recipes.base_model import CHECKPOINT as BASE_CHECKPOINT
+
+    recipe = stg.Recipe(train_videos=4, stages=(stg.Stage("task", 2, "cosine", 1, 0),), batch_size=2)
+    runs = []
+    for name, r in (("a", recipe), ("b", recipe), ("c", replace(recipe, seed=1))):
+        info = stg.train_recipe(str(tmp_path / name), r, data_dir=tmp_path / f"data-{name}")
+        runs.append(load_file(str(tmp_path / name / "model.safetensors")))
+    assert info["base"]["name"] == stg.BASE and len(info["base"]["model.safetensors sha256"]) == 64
+    assert runs[0].keys() == runs[1].keys() and all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    decoder = [k for k in runs[0] if k.startswith("space_decoder.")]
+    assert decoder and any(not torch.equal(runs[0][k], runs[2][k]) for k in decoder)
+    base = load_file(str(BASE_CHECKPOINT / "model.safetensors"))
+    tower = next(k for k in base if "vision_tower" in k and k.endswith("patch_embedding.weight"))
+    trained = next(k for k in runs[0] if k.endswith("patch_embedding.weight"))
+    assert base[tower].shape == runs[0][trained].shape  # the base's tower, fine-tuned a little
+    assert not torch.equal(base[tower], runs[0][trained]) and (base[tower] - runs[0][trained]).abs().max() < 0.05
 
 
 def test_identity_blocks_make_every_tower_and_llm_block_an_identity_at_first(qwen_tokenizer):

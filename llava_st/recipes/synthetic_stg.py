@@ -58,33 +58,46 @@ STAGE_DATA = {
 }
 
 
+# The from-scratch curriculum of the first demo checkpoint (21,750 steps; README "Demo"), kept for
+# bench.learning_check: every stage trains the method itself from random weights.
+SCRATCH_STAGES = (
+    Stage("box", 750, "cosine", 30, 0),
+    Stage("enter", 1000, "cosine", 30, 1),
+    Stage("colour+enter+box", 2500, "constant", 30, 2),
+    Stage("task+colour+enter", 2500, "constant", 30, 3),
+    Stage("task+colour+enter", 2500, "constant", 30, 4),
+    Stage("task+colour+enter", 2500, "cosine", 30, 5),
+    Stage("task+colour+enter", 2500, "constant", 30, 6),
+    Stage("task+colour+enter", 2500, "cosine", 30, 7),
+    Stage("task+colour+enter", 5000, "cosine", 30, 8, 3e-4),
+)
+BASE = "llava-st-base"
+
+
 @dataclass
 class Recipe:
-    """The from-scratch recipe: model size, data, stages (batch size, learning rate), seed.
+    """The demo checkpoint's recipe: the model it starts from, data, stages (batch size, learning rate), seed,
+    and the frames sampled per clip (`frames`; the clips have FRAMES).
 
+    base: the text-only base model to fine-tune (recipes.base_model; a checkpoint directory, or the name
+    of one shipped under llava_st/checkpoints), converted with hosts.hf.convert_base (its weights kept,
+    the query embeddings and the space decoder new, initialised from `seed`); the model fields below are
+    then the base's own and are ignored. None: build the model from random weights with these fields:
     image_size/patch_size: pixels of the SigLIP tower (64/8: the clips' own resolution, an 8 x 8 patch
     grid pooled to 4 x 4 tokens per frame); text_hidden/text_layers: the Qwen2 LLM.
     scaled_init: start the tower's position embeddings as a 2-D sine-cosine grid
     (init_vision_positions) and the projector at unit scale (init_projector); identity_blocks: every
     residual block of the tower and the LLM starts as the identity (init_identity_blocks); the space head
     has PyTorch's default initialisation from the host (core QueryGuidedSpaceDecoder.reset_parameters).
-    The default stages are the ones the committed checkpoint was trained with (21,750 steps); why each
-    stage is there, and what it measured, is in the README ("Demo").
+    The default stages are the ones the committed checkpoint was trained with; SCRATCH_STAGES the
+    curriculum the from-scratch model needed. What each choice measured is in the README ("Demo").
     """
 
+    base: Optional[str] = BASE
     seed: int = 0
+    frames: int = FRAMES
     train_videos: int = 3000
-    stages: tuple = (
-        Stage("box", 750, "cosine", 30, 0),
-        Stage("enter", 1000, "cosine", 30, 1),
-        Stage("colour+enter+box", 2500, "constant", 30, 2),
-        Stage("task+colour+enter", 2500, "constant", 30, 3),
-        Stage("task+colour+enter", 2500, "constant", 30, 4),
-        Stage("task+colour+enter", 2500, "cosine", 30, 5),
-        Stage("task+colour+enter", 2500, "constant", 30, 6),
-        Stage("task+colour+enter", 2500, "cosine", 30, 7),
-        Stage("task+colour+enter", 5000, "cosine", 30, 8, 3e-4),
-    )
+    stages: tuple = (Stage("task+colour+enter", 2000, "cosine", 30, 0),)
     batch_size: int = 8
     learning_rate: float = 1e-3
     image_size: int = 64
@@ -161,29 +174,26 @@ def init_identity_blocks(model) -> None:
         torch.nn.init.zeros_(layer.mlp.down_proj.weight)
 
 
-def train_recipe(out_dir, recipe: Optional[Recipe] = None, st: Optional[STConfig] = None, data_dir=None) -> dict:
-    """Train `recipe` (default Recipe()) from scratch with `st` (default demo_st()) and save the checkpoint to `out_dir`.
-    Returns {"recipe", "st", "seconds", "log_history"}; the training data is written under `data_dir`
-    (default <out_dir>/../.recipe-data, reused when present)."""
-    import torch
+def base_checkpoint(base: str) -> Path:
+    """The directory of a base checkpoint: `base` itself when it is one, else llava_st/checkpoints/<base>."""
+    from importlib import resources
 
-    from ..hosts.hf import save_st_model
-    from ..hosts.hf.train import train_hf
+    path = Path(base)
+    return path if (path / "config.json").is_file() else Path(str(resources.files("llava_st") / "checkpoints" / base))
+
+
+def build_model(recipe: Recipe, st: STConfig, data_dir: Path):
+    """(ST model, processor) the recipe starts from: its base converted (Recipe.base), or a model from
+    random weights of the recipe's sizes with its initialisation (base None)."""
+    from ..hosts.hf import convert_base
     from .tiny_model import build_qwen_tokenizer, build_tiny_st
 
-    recipe = Recipe() if recipe is None else recipe
-    st = st or demo_st()
-    torch.set_num_threads(recipe.threads)
-    data_dir = Path(data_dir or Path(out_dir).parent / ".recipe-data")
+    if recipe.base is not None:
+        from .base_model import load_base
+
+        base, tokenizer = load_base(base_checkpoint(recipe.base))
+        return convert_base(base, tokenizer, st, seed=recipe.seed)
     tokenizer = build_qwen_tokenizer(data_dir / "tokenizer-4k", vocab_size=4000)
-    kinds = {kind for stage in recipe.stages for kind in stage.kinds}
-    unknown = kinds - set(STAGE_DATA)
-    if unknown:
-        raise ValueError(f"unknown stage data {sorted(unknown)}; known: {list(STAGE_DATA)}")
-    records = {}
-    for kind in sorted(kinds):
-        split, seed_offset, videos = STAGE_DATA[kind]
-        records[kind] = write_split(data_dir, recipe.train_videos, recipe.seed + seed_offset, videos, split)
     model, processor = build_tiny_st(
         tokenizer,
         st,
@@ -199,6 +209,38 @@ def train_recipe(out_dir, recipe: Optional[Recipe] = None, st: Optional[STConfig
         init_projector(model)
     if recipe.identity_blocks:
         init_identity_blocks(model)
+    return model, processor
+
+
+def train_recipe(out_dir, recipe: Optional[Recipe] = None, st: Optional[STConfig] = None, data_dir=None) -> dict:
+    """Train `recipe` (default Recipe(): the base fine-tuned) with `st` (default demo_st()) and save the
+    checkpoint to `out_dir`, in one process, deterministic on the CPU for a given recipe (seeded
+    initialisation, data and order). Returns {"recipe", "st", "base", "seconds", "log_history"}; the
+    training data is written under `data_dir` (default <out_dir>/../.recipe-data, reused when present)."""
+    import hashlib
+
+    import torch
+
+    from ..hosts.hf import save_st_model
+    from ..hosts.hf.train import train_hf
+
+    recipe = Recipe() if recipe is None else recipe
+    st = st or demo_st()
+    torch.set_num_threads(recipe.threads)
+    data_dir = Path(data_dir or Path(out_dir).parent / ".recipe-data")
+    kinds = {kind for stage in recipe.stages for kind in stage.kinds}
+    unknown = kinds - set(STAGE_DATA)
+    if unknown:
+        raise ValueError(f"unknown stage data {sorted(unknown)}; known: {list(STAGE_DATA)}")
+    records = {}
+    for kind in sorted(kinds):
+        split, seed_offset, videos = STAGE_DATA[kind]
+        records[kind] = write_split(data_dir, recipe.train_videos, recipe.seed + seed_offset, videos, split)
+    model, processor = build_model(recipe, st, data_dir)
+    base = None
+    if recipe.base is not None:
+        weights = base_checkpoint(recipe.base) / "model.safetensors"
+        base = {"name": recipe.base, "model.safetensors sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
     start = time.time()
     history = []
     for n, stage in enumerate(recipe.stages):
@@ -208,7 +250,7 @@ def train_recipe(out_dir, recipe: Optional[Recipe] = None, st: Optional[STConfig
             [r for kind in stage.kinds for r in records[kind]],
             data_dir,
             processor=processor,
-            frames=FRAMES,
+            frames=recipe.frames,
             max_steps=stage.steps,
             batch_size=recipe.batch_size,
             learning_rate=recipe.learning_rate if stage.learning_rate is None else stage.learning_rate,
@@ -222,7 +264,7 @@ def train_recipe(out_dir, recipe: Optional[Recipe] = None, st: Optional[STConfig
         model = result.model
         history += [dict(row, stage=stage.data) for row in result.log_history]
         save_st_model(model, processor, out_dir)
-    return {"recipe": asdict(recipe), "st": asdict(st), "seconds": round(time.time() - start, 1), "log_history": history}
+    return {"recipe": asdict(recipe), "st": asdict(st), "base": base, "seconds": round(time.time() - start, 1), "log_history": history}
 
 
 FINETUNE_VIDEOS = replace(VIDEOS, num_frames=12)

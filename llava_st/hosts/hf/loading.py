@@ -5,6 +5,7 @@ import logging
 import os
 from typing import Tuple
 
+import torch
 from transformers import LlavaOnevisionForConditionalGeneration, LlavaOnevisionImageProcessor, LlavaOnevisionVideoProcessor
 
 from ...core.config import STConfig
@@ -46,10 +47,11 @@ def make_processor(tokenizer, vision_config, st: STConfig, image_processor=None)
     )
 
 
-def convert_base(base: LlavaOnevisionForConditionalGeneration, tokenizer, st: STConfig, image_processor=None):
+def convert_base(base: LlavaOnevisionForConditionalGeneration, tokenizer, st: STConfig, image_processor=None, seed=None):
     """An ST model and processor from a plain LLaVA-OneVision model and its tokenizer (modified in place:
     <image>, <video>, <r_0> ... <r_N> are added). Every weight of `base` is kept; the query embeddings
-    start at the mean of the vocabulary's rows; the decoder is new. Returns (model, processor)."""
+    start at the mean of the vocabulary's rows; the decoder is new, initialised after torch.manual_seed(seed)
+    when `seed` is given (reproducible), from torch's global generator otherwise. Returns (model, processor)."""
     image_id, video_id = add_visual_tokens(tokenizer)
     query = add_query_tokens(tokenizer, st.num_queries)
     kwargs = base.config.to_dict()
@@ -58,6 +60,8 @@ def convert_base(base: LlavaOnevisionForConditionalGeneration, tokenizer, st: ST
     kwargs.update(st.to_dict(), image_token_index=image_id, video_token_index=video_id, st_query_token_ids=list(query.ids))
     kwargs["vision_feature_select_strategy"] = "full"
     config = LlavaSTOnevisionConfig(**kwargs)
+    if seed is not None:
+        torch.manual_seed(seed)
     model = LlavaSTOnevisionForConditionalGeneration(config)
     missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
     if unexpected or any(not k.startswith("space_decoder.") for k in missing):
