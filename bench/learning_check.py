@@ -7,8 +7,9 @@ hosts.hf.train_hf; bench.ablations fine-tunes the pretrained base instead, the p
 changing only core.STConfig, then grounds the same held-out synthetic videos (eval.drivers, HC-STVG
 official convention at 1 fps). Variants:
     full             the demo's method: interleaved queries, dual cross attention with learned
-                     projections and residuals (documented options)
-    paper_decoder    interleaved queries, the paper's parameter-free decoder (no projections/residual)
+                     projections, residuals and a reference point (documented options)
+    paper_decoder    interleaved queries, the paper's parameter-free decoder (no projections, residual
+                     or reference point)
     boxes_as_text    no queries, no decoder: boxes answered as text (Table 7 row 1)
     queries_after    all queries after the video (Table 7 row 2)
     no_dual_attn     queries straight to the space head (Table 7 row 3)
@@ -40,10 +41,10 @@ CACHE = ROOT / ".cache" / "learning-check"
 
 VARIANTS = {
     "full": {},
-    "paper_decoder": {"decoder_projections": False, "decoder_residual": False},
+    "paper_decoder": {"decoder_projections": False, "decoder_residual": False, "decoder_reference": False},
     "boxes_as_text": {"query_mode": "none"},
     "queries_after": {"query_mode": "after"},
-    "no_dual_attn": {"dual_cross_attention": False},
+    "no_dual_attn": {"dual_cross_attention": False, "decoder_reference": False},
 }
 METRICS = ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")
 

@@ -7,7 +7,7 @@ for the entry point and `--model_class_name LlavaSTQwen`.
     llava-st train  <same>
 
 Extra options (all optional): --st_num_queries, --st_query_mode, --st_dual_cross_attention,
---st_decoder_residual, --st_decoder_projections, --st_head_layers, --st_head_hidden, --st_lambda_time,
+--st_decoder_residual, --st_decoder_projections, --st_decoder_reference, --st_head_layers, --st_head_hidden, --st_lambda_time,
 --st_lambda_space, --st_lambda_l1, --st_lambda_giou, --st_head_lr; `space_decoder` in
 --mm_tunable_parts trains the space decoder with a frozen language model. Without
 `--model_class_name LlavaSTQwen` the run is upstream's own (upstream's model and collator): --st_*

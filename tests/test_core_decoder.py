@@ -17,7 +17,8 @@ def _setup(B=2, F=3, S=4, D=16, T=5):
 
 @pytest.mark.parametrize(
     "opts",
-    [{}, {"decoder_residual": True}, {"decoder_projections": True}, {"dual_cross_attention": False}],
+    [{}, {"decoder_residual": True}, {"decoder_projections": True}, {"dual_cross_attention": False},
+     {"decoder_reference": True, "decoder_projections": True, "decoder_residual": True}],
 )
 def test_shapes_range_and_gradients(opts):
     index, L = _setup()
@@ -53,6 +54,38 @@ def test_decoder_reads_only_its_frame():
     assert not torch.allclose(before[0, 2], after[0, 2])
 
 
+def test_grid_centres_read_row_major_square_grids_only():
+    from llava_st.core.decoder import grid_centres
+
+    mask = torch.zeros(1, 3, 9, dtype=torch.bool)
+    mask[0, 0, :4] = True  # a 2 x 2 frame
+    mask[0, 1, :9] = True  # 3 x 3
+    mask[0, 2, :5] = True  # 5 tokens: not a grid
+    centres, square = grid_centres(mask)
+    assert square.tolist() == [[True, True, False]]
+    assert centres[0, 0, :4].tolist() == [[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]]
+    assert centres[0, 1, 5].tolist() == pytest.approx([5 / 6, 1 / 2])  # row 1, column 2
+    assert (centres[0, 2] == 0.5).all()
+
+
+def test_reference_puts_the_centre_where_the_query_attends():
+    """decoder_reference: with the head's centre logits at zero, the box centre is the attended token's
+    centre; attending to another token of the 2 x 2 grid moves it there."""
+    index, L = _setup(B=1, F=1, S=4, D=16)
+    dec = QueryGuidedSpaceDecoder(16, STConfig(decoder_reference=True, decoder_residual=True))
+    with torch.no_grad():
+        dec.head.layers[-1].weight.zero_()
+        dec.head.layers[-1].bias.zero_()
+    hidden = torch.zeros(1, L, 16)
+    query = index.query_index[0, 0]
+    for token, centre in ((1, [0.75, 0.25]), (2, [0.25, 0.75])):
+        h = hidden.clone()
+        h[0, query, 0] = 50.0
+        h[0, index.visual_index[0, 0, token], 0] = 50.0  # only this token matches the query
+        box = dec(h, index)[0, 0]
+        assert box[:2].tolist() == pytest.approx(centre, abs=1e-3) and box[2:].tolist() == pytest.approx([0.5, 0.5])
+
+
 def test_missing_text_is_finite():
     index, L = _setup(B=1)
     index.text_mask[:] = False
@@ -61,6 +94,8 @@ def test_missing_text_is_finite():
 
 
 def test_config_validation():
+    with pytest.raises(ValueError, match="decoder_reference needs dual_cross_attention"):
+        STConfig(decoder_reference=True, dual_cross_attention=False)
     with pytest.raises(ValueError, match="query_mode"):
         STConfig(query_mode="diagonal")
     with pytest.raises(ValueError, match="num_queries"):

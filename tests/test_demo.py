@@ -99,13 +99,13 @@ def test_recipe_trains_both_stages_and_saves_a_loadable_checkpoint(tmp_path):
 
 
 def test_recipe_fine_tunes_the_base_reproducibly_in_one_process(tmp_path):
-    """The default recipe starts from the committed base (its weights kept, queries and decoder new) and
+    """A recipe with a base starts from the committed base (its weights kept, queries and decoder new) and
     is deterministic: the same recipe twice gives the same weights; another seed another decoder."""
     from safetensors.torch import load_file
 
     from llava_st.recipes.base_model import CHECKPOINT as BASE_CHECKPOINT
 
-    recipe = stg.Recipe(train_videos=4, stages=(stg.Stage("task", 2, "cosine", 1, 0),), batch_size=2)
+    recipe = stg.Recipe(base=stg.BASE, train_videos=4, stages=(stg.Stage("task", 2, "cosine", 1, 0),), batch_size=2)
     runs = []
     for name, r in (("a", recipe), ("b", recipe), ("c", replace(recipe, seed=1))):
         info = stg.train_recipe(str(tmp_path / name), r, data_dir=tmp_path / f"data-{name}")
@@ -171,3 +171,20 @@ def test_committed_checkpoint_is_small_and_grounds_held_out_videos(tmp_path):
         (tube,) = grounder.ground(str(tmp_path / record["video"]), [record["caption"]])
         assert tube["status"] == "ok", tube["raw_text"]
         assert tube["frames"] and all(len(f["box_xyxy"]) == 4 for f in tube["frames"])
+
+
+def test_readme_demo_section_is_generated_from_the_demo_train_json(tmp_path):
+    from bench import readme_table
+
+    assert "No demo-train run recorded yet" in readme_table.demo_section(tmp_path)
+    metrics = {"m_tIoU": 1.0, "m_vIoU": 0.712, "vIoU@0.3": 0.9, "vIoU@0.5": 0.8}
+    data = {"date": "2026-12-03 07:00 UTC", "seconds": 690.0, "held_out_seed": 2024, "model.safetensors sha256": "ab" * 32,
+            "recipe": {"base": "llava-st-base", "seed": 0, "stages": [{"steps": 1500}, {"steps": 500}]},
+            "heldout": {name: metrics for name in demo.RECIPE_EVALS}}
+    (tmp_path / "demo_checkpoint.json").write_text(json.dumps(data))
+    section = readme_table.demo_section(tmp_path)
+    assert "2,000 steps from `llava-st-base` in 11.5 min" in section
+    assert section.count("| 100.0 | 71.2 | 90.0 | 80.0 |") == len(demo.RECIPE_EVALS)
+    text = readme_table.update_readme(f"a\n{readme_table.DEMO_START}\nold\n{readme_table.DEMO_END}\nb\n", section,
+                                      readme_table.DEMO_START, readme_table.DEMO_END)
+    assert "old" not in text and "| 100 videos, 3 distractors |" in text

@@ -19,6 +19,12 @@ class STConfig:
     decoder_residual: add the attention inputs back to their outputs (an option; the paper has none).
     decoder_projections: learned query/key/value projections in both attentions (an option; the paper
         has none; on a randomly initialised backbone they are what lets the decoder learn position).
+    decoder_reference: start each box's centre at the point its query attends to (an option; the paper
+        has none): the query's attention weights over its frame's visual tokens, a row-major g x g grid,
+        give the weighted mean of the token centres, and the head's centre logits are added to that
+        reference's logit (the reference points of Deformable DETR, Zhu et al. 2021), so locating the
+        target is choosing its tokens and the head refines within them. Needs dual_cross_attention;
+        a frame whose token count is not a square (an image's anyres run) keeps the frame centre.
     head_layers, head_hidden: the space head MLP; head_hidden 0 means the LLM's hidden size.
     lambda_*: loss weights of eq. 5-6.
     """
@@ -28,6 +34,7 @@ class STConfig:
     dual_cross_attention: bool = True
     decoder_residual: bool = False
     decoder_projections: bool = False
+    decoder_reference: bool = False
     head_layers: int = 3
     head_hidden: int = 0
     lambda_time: float = 1.0
@@ -40,6 +47,8 @@ class STConfig:
             raise ValueError(f"num_queries must be a positive int, got {self.num_queries!r}")
         if self.query_mode not in QUERY_MODES:
             raise ValueError(f"query_mode must be one of {QUERY_MODES}, got {self.query_mode!r}")
+        if self.decoder_reference and not self.dual_cross_attention:
+            raise ValueError("decoder_reference needs dual_cross_attention (the reference is where the query attends)")
         if not isinstance(self.head_layers, int) or self.head_layers < 1:
             raise ValueError(f"head_layers must be an int >= 1, got {self.head_layers!r}")
         if not isinstance(self.head_hidden, int) or self.head_hidden < 0:

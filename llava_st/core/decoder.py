@@ -4,7 +4,9 @@ On the LLM's last-layer hidden states, for every frame i:
     V'_eh_i = Attn(Q'_v_i, K_t, V_t)         visual tokens of frame i attend to the description tokens
     S_i     = Attn(Q'_s_i, V'_eh_i, V'_eh_i)  frame i's query attends to those text-enhanced tokens
     b_i     = sigmoid(MLP(S_i))               (cx, cy, w, h) in [0, 1] of the frame as the model saw it
-The paper's attention has no parameters and no residual; both are options here (STConfig).
+The paper's attention has no parameters and no residual; both are options here (STConfig), as is a
+reference point (decoder_reference): b_i's centre = sigmoid(MLP(S_i)_xy + logit(r_i)), r_i the mean of
+frame i's token centres weighted by the second attention.
 """
 
 import math
@@ -24,13 +26,15 @@ def _gather(hidden: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return out.reshape(*index.shape, D)
 
 
-def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_mask: torch.Tensor, with_weights: bool = False):
     """Scaled dot-product attention in float32. query [..., Q, D], key/value [..., K, D], key_mask
-    [..., K] (bool). Rows with no valid key return zeros."""
+    [..., K] (bool) -> [..., Q, D], and the weights [..., Q, K] with `with_weights`. Rows with no valid
+    key return zeros."""
     scores = query.float() @ key.float().transpose(-1, -2) / math.sqrt(query.shape[-1])  # [..., Q, K]
     scores = scores.masked_fill(~key_mask[..., None, :], float("-inf"))
     weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)
-    return (weights @ value.float()).to(value.dtype)
+    out = (weights @ value.float()).to(value.dtype)
+    return (out, weights) if with_weights else out
 
 
 class _Projections(nn.Module):
@@ -47,19 +51,38 @@ class _Projections(nn.Module):
             nn.init.zeros_(lin.bias)
 
 
+def grid_centres(visual_mask: torch.Tensor) -> tuple:
+    """Centres of each frame's visual tokens read as a row-major g x g grid, g = sqrt(tokens of the frame).
+    visual_mask [B, F, S] (bool) -> (centres [B, F, S, 2] (x, y) normalised to [0, 1], square [B, F] bool:
+    the frame's token count is a perfect square; elsewhere the centres are 0.5)."""
+    count = visual_mask.sum(-1)  # [B, F]
+    side = count.float().sqrt().round().long()
+    square = (side * side == count) & (count > 0)
+    s = torch.arange(visual_mask.shape[-1], device=visual_mask.device)
+    g = side.clamp(min=1)[..., None]  # [B, F, 1]
+    x = ((s % g).float() + 0.5) / g
+    y = (torch.div(s, g, rounding_mode="floor").float() + 0.5) / g
+    centres = torch.stack([x, y], dim=-1)
+    centres = torch.where(square[..., None, None], centres, torch.full_like(centres, 0.5))
+    return centres, square
+
+
 class SpaceHead(nn.Module):
-    """MLP [..., D] -> [..., 4] sigmoid (cx, cy, w, h), normalised."""
+    """MLP [..., D] -> [..., 4] sigmoid (cx, cy, w, h), normalised; with `reference` [..., 2] (x, y in (0, 1))
+    the centre logits are offsets from the reference's logit."""
 
     def __init__(self, dim: int, hidden: int, layers: int):
         super().__init__()
         dims = [dim] + [hidden] * (layers - 1) + [4]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, reference: torch.Tensor = None) -> torch.Tensor:
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < len(self.layers) - 1:
                 x = torch.relu(x)
+        if reference is not None:
+            x = torch.cat([x[..., :2] + torch.logit(reference.to(x.dtype), eps=1e-4), x[..., 2:]], dim=-1)
         return x.sigmoid()
 
 
@@ -74,6 +97,7 @@ class QueryGuidedSpaceDecoder(nn.Module):
         super().__init__()
         self.dual_cross_attention = config.dual_cross_attention
         self.residual = config.decoder_residual
+        self.reference = config.decoder_reference
         self.text_proj = _Projections(hidden_size) if config.decoder_projections else None
         self.query_proj = _Projections(hidden_size) if config.decoder_projections else None
         self.head = SpaceHead(hidden_size, config.head_hidden or hidden_size, config.head_layers)
@@ -93,12 +117,16 @@ class QueryGuidedSpaceDecoder(nn.Module):
         dtype = self.head.layers[0].weight.dtype
         hidden = hidden.to(dtype)
         queries = _gather(hidden, index.query_index)  # [B, F, D]
+        reference = None
         if self.dual_cross_attention:
             visual = _gather(hidden, index.visual_index)  # [B, F, S, D]
             text = _gather(hidden, index.text_index)  # [B, T, D]
             enhanced = self._text_enhance(visual, text, index.text_mask)  # [B, F, S, D]
-            queries = self._query_attend(queries, enhanced, index.visual_mask)  # [B, F, D]
-        return self.head(queries)
+            queries, weights = self._query_attend(queries, enhanced, index.visual_mask)  # [B, F, D], [B, F, S]
+            if self.reference:
+                centres, _ = grid_centres(index.visual_mask)
+                reference = (weights[..., None] * centres).sum(-2).clamp(1e-4, 1 - 1e-4)  # [B, F, 2]
+        return self.head(queries, reference)
 
     def _text_enhance(self, visual, text, text_mask):
         B, F, S, D = visual.shape
@@ -112,8 +140,10 @@ class QueryGuidedSpaceDecoder(nn.Module):
         return out + visual if self.residual else out
 
     def _query_attend(self, queries, enhanced, visual_mask):
+        """(S_i [B, F, D], the attention weights [B, F, S] of each frame's query over its visual tokens)."""
         q, k, v = queries[:, :, None], enhanced, enhanced  # [B, F, 1, D], [B, F, S, D]
         if self.query_proj is not None:
             q, k, v = self.query_proj.q(q), self.query_proj.k(k), self.query_proj.v(v)
-        out = _attend(q, k, v, visual_mask)[:, :, 0]  # [B, F, D]
-        return out + queries if self.residual else out
+        out, weights = _attend(q, k, v, visual_mask, with_weights=True)
+        out, weights = out[:, :, 0], weights[:, :, 0]  # [B, F, D], [B, F, S]
+        return (out + queries if self.residual else out), weights

@@ -58,8 +58,8 @@ STAGE_DATA = {
 }
 
 
-# The from-scratch curriculum of the first demo checkpoint (21,750 steps; README "Demo"), kept for
-# bench.learning_check: every stage trains the method itself from random weights.
+# The from-scratch curriculum of the committed demo checkpoint (21,750 steps; README "Demo"), also
+# bench.learning_check's: every stage trains the method itself from random weights.
 SCRATCH_STAGES = (
     Stage("box", 750, "cosine", 30, 0),
     Stage("enter", 1000, "cosine", 30, 1),
@@ -79,25 +79,26 @@ class Recipe:
     """The demo checkpoint's recipe: the model it starts from, data, stages (batch size, learning rate), seed,
     and the frames sampled per clip (`frames`; the clips have FRAMES).
 
-    base: the text-only base model to fine-tune (recipes.base_model; a checkpoint directory, or the name
-    of one shipped under llava_st/checkpoints), converted with hosts.hf.convert_base (its weights kept,
+    base: a text-only base model to fine-tune (recipes.base_model, e.g. BASE; a checkpoint directory, or
+    the name of one shipped under llava_st/checkpoints), converted with hosts.hf.convert_base (its weights kept,
     the query embeddings and the space decoder new, initialised from `seed`); the model fields below are
-    then the base's own and are ignored. None: build the model from random weights with these fields:
+    then the base's own and are ignored. None (the committed demo checkpoint's recipe): build the model
+    from random weights with these fields:
     image_size/patch_size: pixels of the SigLIP tower (64/8: the clips' own resolution, an 8 x 8 patch
     grid pooled to 4 x 4 tokens per frame); text_hidden/text_layers: the Qwen2 LLM.
     scaled_init: start the tower's position embeddings as a 2-D sine-cosine grid
     (init_vision_positions) and the projector at unit scale (init_projector); identity_blocks: every
     residual block of the tower and the LLM starts as the identity (init_identity_blocks); the space head
     has PyTorch's default initialisation from the host (core QueryGuidedSpaceDecoder.reset_parameters).
-    The default stages are the ones the committed checkpoint was trained with; SCRATCH_STAGES the
-    curriculum the from-scratch model needed. What each choice measured is in the README ("Demo").
+    The default stages (SCRATCH_STAGES) are the ones the committed checkpoint was trained with from
+    random weights. What each choice measured is in the README ("Demo").
     """
 
-    base: Optional[str] = BASE
+    base: Optional[str] = None
     seed: int = 0
     frames: int = FRAMES
     train_videos: int = 3000
-    stages: tuple = (Stage("task+colour+enter", 2000, "cosine", 30, 0),)
+    stages: tuple = SCRATCH_STAGES
     batch_size: int = 8
     learning_rate: float = 1e-3
     image_size: int = 64
@@ -118,7 +119,8 @@ def demo_st(**overrides) -> STConfig:
     """The method as the demo trains it: 8 queries, interleaved, dual cross attention with learned
     projections and residuals (documented options beside the paper's parameter-free form, which on a
     random backbone does not learn position: without a residual the text-enhanced visual states are
-    mixtures of description states only)."""
+    mixtures of description states only). bench.ablations adds decoder_reference for its fine-tunes
+    from the base (without it the boxes stayed on the mean box for 2,000 steps)."""
     options = dict(num_queries=FRAMES, decoder_projections=True, decoder_residual=True)
     options.update(overrides)
     return STConfig(**options)
@@ -213,7 +215,7 @@ def build_model(recipe: Recipe, st: STConfig, data_dir: Path):
 
 
 def train_recipe(out_dir, recipe: Optional[Recipe] = None, st: Optional[STConfig] = None, data_dir=None) -> dict:
-    """Train `recipe` (default Recipe(): the base fine-tuned) with `st` (default demo_st()) and save the
+    """Train `recipe` (default Recipe(): the demo checkpoint's, from random weights) with `st` (default demo_st()) and save the
     checkpoint to `out_dir`, in one process, deterministic on the CPU for a given recipe (seeded
     initialisation, data and order). Returns {"recipe", "st", "base", "seconds", "log_history"}; the
     training data is written under `data_dir` (default <out_dir>/../.recipe-data, reused when present)."""
