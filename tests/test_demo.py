@@ -188,3 +188,6 @@ def test_readme_demo_section_is_generated_from_the_demo_train_json(tmp_path):
     text = readme_table.update_readme(f"a\n{readme_table.DEMO_START}\nold\n{readme_table.DEMO_END}\nb\n", section,
                                       readme_table.DEMO_START, readme_table.DEMO_END)
     assert "old" not in text and "| 100 videos, 3 distractors |" in text
+    data["recipe"]["base"] = None  # the shipped recipe: from random weights
+    (tmp_path / "demo_checkpoint.json").write_text(json.dumps(data))
+    assert "2,000 steps from random weights in" in readme_table.demo_section(tmp_path)
