@@ -17,8 +17,8 @@ across sittings; a run killed before it finishes writes nothing) and then bench/
 per variant mean ± std (sample std, ddof 1; 0 with one seed) over the seeds present, and for each variant
 against full whether |mean difference| > std(variant) + std(full) ("beyond spread"). A variant with fewer
 than 3 seeds is marked incomplete. --quick: a handful of steps and 8 videos, written under bench/out/.
-Default steps: the demo recipe ran 21,750 steps in ~99 min of one core (~0.27 s/step), so 2,000 steps
-keep one fine-tune (boxes as text: longer answers) well under 20 min; not re-measured in this sitting.
+Default steps: 2,000 (one fine-tune of full or queries_after measured ~700 s of one core with a second run on
+the other; boxes as text, with ~100-token answers, is estimated ~2.9x slower, over the 20-min budget).
 """
 
 import argparse

@@ -61,8 +61,7 @@ def test_grid_centres_read_row_major_square_grids_only():
     mask[0, 0, :4] = True  # a 2 x 2 frame
     mask[0, 1, :9] = True  # 3 x 3
     mask[0, 2, :5] = True  # 5 tokens: not a grid
-    centres, square = grid_centres(mask)
-    assert square.tolist() == [[True, True, False]]
+    centres = grid_centres(mask)
     assert centres[0, 0, :4].tolist() == [[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]]
     assert centres[0, 1, 5].tolist() == pytest.approx([5 / 6, 1 / 2])  # row 1, column 2
     assert (centres[0, 2] == 0.5).all()

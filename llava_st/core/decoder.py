@@ -51,10 +51,10 @@ class _Projections(nn.Module):
             nn.init.zeros_(lin.bias)
 
 
-def grid_centres(visual_mask: torch.Tensor) -> tuple:
+def grid_centres(visual_mask: torch.Tensor) -> torch.Tensor:
     """Centres of each frame's visual tokens read as a row-major g x g grid, g = sqrt(tokens of the frame).
-    visual_mask [B, F, S] (bool) -> (centres [B, F, S, 2] (x, y) normalised to [0, 1], square [B, F] bool:
-    the frame's token count is a perfect square; elsewhere the centres are 0.5)."""
+    visual_mask [B, F, S] (bool) -> centres [B, F, S, 2] (x, y) normalised to [0, 1]; 0.5 for every token
+    of a frame whose token count is not a perfect square."""
     count = visual_mask.sum(-1)  # [B, F]
     side = count.float().sqrt().round().long()
     square = (side * side == count) & (count > 0)
@@ -63,8 +63,7 @@ def grid_centres(visual_mask: torch.Tensor) -> tuple:
     x = ((s % g).float() + 0.5) / g
     y = (torch.div(s, g, rounding_mode="floor").float() + 0.5) / g
     centres = torch.stack([x, y], dim=-1)
-    centres = torch.where(square[..., None, None], centres, torch.full_like(centres, 0.5))
-    return centres, square
+    return torch.where(square[..., None, None], centres, torch.full_like(centres, 0.5))
 
 
 class SpaceHead(nn.Module):
@@ -124,7 +123,7 @@ class QueryGuidedSpaceDecoder(nn.Module):
             enhanced = self._text_enhance(visual, text, index.text_mask)  # [B, F, S, D]
             queries, weights = self._query_attend(queries, enhanced, index.visual_mask)  # [B, F, D], [B, F, S]
             if self.reference:
-                centres, _ = grid_centres(index.visual_mask)
+                centres = grid_centres(index.visual_mask)  # [B, F, S, 2]
                 reference = (weights[..., None] * centres).sum(-2).clamp(1e-4, 1 - 1e-4)  # [B, F, 2]
         return self.head(queries, reference)
 
