@@ -297,8 +297,10 @@ def _served_run(tmp_path, tag, concurrency, n=20):
 
     src, out = tmp_path / "in.jsonl", tmp_path / f"{tag}.jsonl"
     _captions(src, n)
-    with LoopbackChatServer(_subject, latency=0.05, faults=FAULTS, hang=2.0, max_requests=100) as server:
-        chat = OpenAIChat(server.url, "m", timeout=0.4, retries=3, backoff=0.01)
+    # The client's timeout is 20x the server's latency, so only the "timeout" faults (held `hang` s) time out,
+    # even on a loaded machine: a first request once took over 0.4 s while another job used both cores.
+    with LoopbackChatServer(_subject, latency=0.05, faults=FAULTS, hang=3.0, max_requests=100) as server:
+        chat = OpenAIChat(server.url, "m", timeout=1.0, retries=3, backoff=0.01)
         report = run_stage(Analyzer(chat, concurrency=concurrency), src, out, name="analyze", progress=False)
     return server, report, out
 
