@@ -60,16 +60,15 @@ def variant_st(name: str):
 
 def trained_answers(records, frames: int):
     """The boxes-as-text answer each record would be trained with (snapped span, one normalised box per
-    sampled frame inside it), clips sampled at `frames` frames."""
-    import numpy as np
-
+    sampled frame inside it), clips sampled as the grounder samples them (data.video.sample_frames, at
+    most `frames` frames)."""
     from llava_st.core.boxtext import format_boxes_text
     from llava_st.core.timespan import snap_span
+    from llava_st.data.video import sample_frames
 
     out = []
     for r in records:
-        total = round(r["duration"] * r["fps"]) or 1
-        times = np.linspace(0, total - 1, frames) / r["fps"] if frames < total else np.arange(total) / r["fps"]
+        times = sample_frames(round(r["duration"] * r["fps"]) or 1, r["fps"], frames_upbound=frames).times
         start, end = snap_span(r["span"][0], r["span"][1], times)
         boxes = {round(b["t"], 3): b["xyxy"] for b in r["boxes"]}
         w, h = r["width"], r["height"]
@@ -90,6 +89,38 @@ def check_answer_budget(grounder, records, frames: int) -> int:
         assert n <= budget, f"id={record['id']}: trained answer of {n} tokens exceeds the answer budget {budget}: {text!r}"
         longest = max(longest, n)
     return longest
+
+
+def box_iou_by_frame(records, tubes, frames: int) -> dict:
+    """Box precision per sampled frame: for each sampled frame index k (0..frames-1, clips sampled as the
+    grounder samples them: data.video.sample_frames, at most `frames` frames), the mean IoU of the predicted box against the
+    ground-truth box of that frame, over the frames inside both the ground-truth span and the predicted
+    tube (box precision only: frames the span missed are not counted). `records`: the clips (pixel xyxy
+    boxes per second); `tubes`: demo.evaluate_checkpoint's tubes.json rows (id, frames[{t, box_xyxy}]).
+    Returns {"mean_iou": [frames floats, None where no frame], "frames": [counts]}. An interleaved query
+    sees only its own and earlier frames (causal attention), so if that limited it, its IoU would rise
+    with k; queries after the video see every frame."""
+    import numpy as np
+    import torch
+
+    from llava_st.core.boxes import paired_box_iou
+    from llava_st.data.video import sample_frames
+
+    by_id = {t["id"]: t for t in tubes}
+    pred, gt, at = [], [], []
+    for r in records:
+        grid = sample_frames(round(r["duration"] * r["fps"]) or 1, r["fps"], frames_upbound=frames).times
+        truth = {round(b["t"] * r["fps"]): b["xyxy"] for b in r["boxes"]}
+        for f in by_id.get(r["id"], {}).get("frames", []):
+            frame = round(f["t"] * r["fps"])
+            if frame in truth:
+                pred.append(f["box_xyxy"])
+                gt.append(truth[frame])
+                at.append(int(np.abs(grid - f["t"]).argmin()))
+    iou = paired_box_iou(torch.tensor(pred, dtype=torch.float64), torch.tensor(gt, dtype=torch.float64)).numpy() if pred else np.zeros(0)
+    at = np.asarray(at, dtype=int)
+    counts = [int((at == k).sum()) for k in range(frames)]
+    return {"mean_iou": [float(iou[at == k].mean()) if counts[k] else None for k in range(frames)], "frames": counts}
 
 
 def variant_recipe(seed: int, steps: int, frames: int):
@@ -119,9 +150,12 @@ def fine_tune(name: str, seed: int, steps: int, num_videos: int, work: Path) -> 
         longest = check_answer_budget(load_grounder(str(ckpt), frames=frames), heldout, frames)
     ev = evaluate_checkpoint(ckpt, work / f"{name}-seed{seed}" / "eval", num_videos=num_videos, progress=False, frames=frames)
     logged = [row for row in info["log_history"] if "loss" in row]
+    run = work / f"{name}-seed{seed}" / "eval"
+    records, tubes = json.loads((run / "data" / "heldout.json").read_text()), json.loads((run / "tubes.json").read_text())
     return {"variant": name, "seed": seed, "steps": steps, "data": DATA, "num_videos": num_videos, "train_seconds": info["seconds"],
             "st": st.to_dict(), "frames": frames, "base": info["base"], "metrics": ev["splits"]["test"]["all"],
-            "unparsable": ev["counts"]["unparsable"], "longest_text_answer_tokens": longest, "last_losses": logged[-3:],
+            "unparsable": ev["counts"]["unparsable"], "box_iou_by_frame": box_iou_by_frame(records, tubes, frames),
+            "longest_text_answer_tokens": longest, "last_losses": logged[-3:],
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
@@ -129,6 +163,11 @@ def _stats(values):
     mean = sum(values) / len(values)
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
     return {"mean": mean, "std": std}
+
+
+def _mean_present(values):
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
 
 
 def summarise(run_dir) -> dict:
@@ -142,9 +181,11 @@ def summarise(run_dir) -> dict:
     for name, rows in runs.items():
         stats = {k: _stats([r["metrics"][k] for r in rows]) for k in METRICS}
         stats["train_seconds"] = _stats([r["train_seconds"] for r in rows])
+        by_frame = [r["box_iou_by_frame"]["mean_iou"] for r in rows if "box_iou_by_frame" in r]
         variants[name] = {"seeds": sorted(r["seed"] for r in rows), "num_seeds": len(rows), "complete": len(rows) >= COMPLETE_SEEDS,
                           "steps": sorted({r["steps"] for r in rows}),
-                          "num_videos": sorted({r["num_videos"] for r in rows}), "stats": stats}
+                          "num_videos": sorted({r["num_videos"] for r in rows}), "stats": stats,
+                          "box_iou_by_frame": [_mean_present(k) for k in zip(*by_frame)] if by_frame else None}
     full = variants.get("full")
     for name, v in variants.items():
         if full is None or name == "full":
@@ -169,6 +210,20 @@ def table(summary: dict):
         rows.append(f"| {name} | {seeds} | " + " | ".join(f"{100 * s[k]['mean']:.1f} ± {100 * s[k]['std']:.1f}" for k in METRICS)
                     + f" | {s['train_seconds']['mean']:.0f} | {cmp} |")
     return rows
+
+
+def frame_table(summary: dict):
+    """Markdown rows: each variant's box IoU (%) at each sampled frame index, averaged over its seeds
+    (box_iou_by_frame; "–" where no frame was inside both spans)."""
+    rows = [(n, v["box_iou_by_frame"]) for n, v in summary["variants"].items() if v.get("box_iou_by_frame")]
+    if not rows:
+        return []
+    width = max(len(r) for _, r in rows)
+    out = ["| variant | " + " | ".join(f"frame {k}" for k in range(width)) + " |", "|---" * (width + 1) + "|"]
+    for name, values in rows:
+        cells = [("–" if v is None else f"{100 * v:.1f}") for v in values] + [""] * (width - len(values))
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return out
 
 
 def main(argv=None) -> int:

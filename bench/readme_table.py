@@ -203,12 +203,17 @@ def ablations_section(folder) -> str:
     head, data = _generated(folder, "ablations.json", "python -m bench.ablations")
     if data is None:
         return "\n".join([head, "", "No ablation results yet: run `python -m bench.ablations`."])
-    from bench.ablations import table
+    from bench.ablations import frame_table, table
 
     seeds = ", ".join(f"{n} {v['num_seeds']}" for n, v in data["variants"].items()) or "none"
     line = (f"Seeds per row: {seeds}. **Partial until every variant has {data['complete_seeds']} seeds** (rows marked incomplete "
             f"are not results yet). Beyond spread: {data['spread_rule']}.")
-    return "\n".join([head, "", line, ""] + table(data))
+    frames = frame_table(data)
+    if frames:
+        frames = ["", "Box IoU (%) by sampled frame index, inside both the true span and the predicted tube (mean over seeds). "
+                  "An interleaved query sees only its own and earlier frames, so if causal attention limited it, its IoU "
+                  "would rise with the frame index; queries after the video see every frame.", ""] + frames
+    return "\n".join([head, "", line, ""] + table(data) + frames)
 
 
 def demo_section(folder) -> str:

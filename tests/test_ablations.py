@@ -24,6 +24,7 @@ def test_quick_run_writes_resumes_and_marks_incomplete(tmp_path):
     v = summary["variants"]["boxes_as_text"]
     assert v["num_seeds"] == 1 and v["complete"] is False
     assert "(incomplete)" in "\n".join(ablations.table(summary))
+    assert len(row["box_iou_by_frame"]["mean_iou"]) == row["frames"] == len(v["box_iou_by_frame"])
 
 
 def _run(folder, variant, seed, m_viou):
@@ -70,3 +71,20 @@ def test_answer_budget_check_fails_loudly_when_too_small():
     assert ablations.check_answer_budget(_Grounder(10_000), records, 8) > 0
     with pytest.raises(AssertionError, match="exceeds the answer budget 4"):
         ablations.check_answer_budget(_Grounder(4), records, 8)
+
+
+def test_box_iou_by_frame_counts_only_frames_inside_both_spans():
+    # An 8 s clip at 1 fps; the target in frames 2..5; the tube predicts frames 3..6.
+    record = {"id": "a", "duration": 8.0, "fps": 1.0,
+              "boxes": [{"t": float(t), "xyxy": [0.0, 0.0, 10.0, 10.0]} for t in range(2, 6)]}
+    tube = {"id": "a", "frames": [{"t": 3.0, "box_xyxy": [0.0, 0.0, 10.0, 10.0]},  # exact
+                                  {"t": 4.0, "box_xyxy": [0.0, 0.0, 10.0, 5.0]},  # half
+                                  {"t": 5.0, "box_xyxy": [20.0, 20.0, 30.0, 30.0]},  # disjoint
+                                  {"t": 6.0, "box_xyxy": [0.0, 0.0, 10.0, 10.0]}]}  # outside the true span
+    by = ablations.box_iou_by_frame([record], [tube], 8)
+    assert by["frames"] == [0, 0, 0, 1, 1, 1, 0, 0]
+    assert by["mean_iou"][3:6] == [pytest.approx(1.0), pytest.approx(0.5), pytest.approx(0.0)]
+    assert by["mean_iou"][:3] == [None] * 3 and by["mean_iou"][6:] == [None] * 2
+    # 4 sampled frames of the same clip (frames 0, 2, 4, 7, as data.video.sample_frames takes them): 4 s is index 2.
+    four = ablations.box_iou_by_frame([record], [{"id": "a", "frames": [{"t": 4.0, "box_xyxy": [0.0, 0.0, 10.0, 5.0]}]}], 4)
+    assert four["frames"] == [0, 0, 1, 0] and four["mean_iou"][2] == pytest.approx(0.5)
