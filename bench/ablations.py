@@ -16,7 +16,9 @@ Writes bench/results/ablations/<variant>-seed<k>.json per run (skipped when pres
 across sittings; a run killed before it finishes writes nothing) and then bench/results/ablations.json:
 per variant mean ± std (sample std, ddof 1; 0 with one seed) over the seeds present, and for each variant
 against full whether |mean difference| > std(variant) + std(full) ("beyond spread"). A variant with fewer
-than 3 seeds is marked incomplete. --quick: a handful of steps and 8 videos, written under bench/out/.
+than 3 seeds is marked incomplete. Each run also records where its boxes land (box_iou_by_frame: IoU by
+sampled frame index; box_object_hits: on the target, on a distractor or on neither). --quick: a handful
+of steps and 8 videos, written under bench/out/.
 Default steps: 2,000 (one fine-tune of full or queries_after measured ~700 s of one core with a second run on
 the other; boxes as text, with ~100-token answers, is estimated ~2.9x slower, over the 20-min budget).
 """
@@ -44,6 +46,7 @@ VARIANTS = dict(LEARNING_VARIANTS, frames4_queries4={"num_queries": 4})
 DATA = "task+colour+enter"
 STEPS, QUICK_STEPS = 2000, 3
 COMPLETE_SEEDS = 3
+HITS = ("target", "distractor", "neither")  # box_object_hits' classes
 
 
 # Every fine-tune from the base adds the decoder's reference point (core.STConfig.decoder_reference) to the
@@ -123,6 +126,37 @@ def box_iou_by_frame(records, tubes, frames: int) -> dict:
     return {"mean_iou": [float(iou[at == k].mean()) if counts[k] else None for k in range(frames)], "frames": counts}
 
 
+def box_object_hits(records, tubes, seed: int, config, split: str = "heldout", threshold: float = 0.1) -> dict:
+    """Which object each predicted box is on: over the frames inside both the ground-truth span and the
+    predicted tube, the fraction whose box overlaps the target most ("target"), a distractor most
+    ("distractor"), or no object by IoU >= `threshold` ("neither"). The object a box is on, not how well
+    it fits it (that is m_vIoU): a decoder that localises objects but cannot tell which one the description
+    names puts its boxes on distractors; one that cannot localise, on neither. The clips' scenes are
+    regenerated from their ids (data.synthetic.make_stvg with `seed`, `config`, `split`: the clips
+    demo.evaluate_checkpoint grounded), so the distractors' pixel boxes are known.
+    Returns {"target", "distractor", "neither": fractions (None without frames), "frames": count}."""
+    import torch
+
+    from llava_st.core.boxes import box_iou
+    from llava_st.data.synthetic import box_at, make_stvg
+
+    by_id = {t["id"]: t for t in tubes}
+    hits = {"target": 0, "distractor": 0, "neither": 0}
+    for r in records:
+        _, _, scene = make_stvg(int(r["id"].rsplit("-", 1)[1]), seed, config, split)
+        truth = {round(b["t"] * r["fps"]) for b in r["boxes"]}
+        for f in by_id.get(r["id"], {}).get("frames", []):
+            frame = round(f["t"] * r["fps"])
+            if frame not in truth:
+                continue
+            objects = [box_at(obj, frame, config) for obj in scene if obj.first <= frame <= obj.last]  # the target first
+            iou = box_iou(torch.tensor([f["box_xyxy"]], dtype=torch.float64), torch.tensor(objects, dtype=torch.float64))[0]
+            best = int(iou.argmax())
+            hits["neither" if iou[best] < threshold else "target" if best == 0 else "distractor"] += 1
+    total = sum(hits.values())
+    return dict({k: v / total if total else None for k, v in hits.items()}, frames=total)
+
+
 def variant_recipe(seed: int, steps: int, frames: int):
     """The fine-tune every variant gets (recipes.synthetic_stg.Recipe from the base): one cosine stage of
     `steps` on DATA, data and order of `seed`, decoder initialised from `seed`."""
@@ -155,6 +189,7 @@ def fine_tune(name: str, seed: int, steps: int, num_videos: int, work: Path) -> 
     return {"variant": name, "seed": seed, "steps": steps, "data": DATA, "num_videos": num_videos, "train_seconds": info["seconds"],
             "st": st.to_dict(), "frames": frames, "base": info["base"], "metrics": ev["splits"]["test"]["all"],
             "unparsable": ev["counts"]["unparsable"], "box_iou_by_frame": box_iou_by_frame(records, tubes, frames),
+            "box_object_hits": box_object_hits(records, tubes, HELD_OUT_SEED, VIDEOS),
             "longest_text_answer_tokens": longest, "last_losses": logged[-3:],
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
@@ -170,6 +205,13 @@ def _mean_present(values):
     return sum(present) / len(present) if present else None
 
 
+def _mean_hits(rows):
+    """box_object_hits averaged over the runs that have it, with their seeds; None when none has it."""
+    if not rows:
+        return None
+    return dict({k: _mean_present([r["box_object_hits"][k] for r in rows]) for k in HITS}, seeds=sorted(r["seed"] for r in rows))
+
+
 def summarise(run_dir) -> dict:
     """Per variant mean ± std over the seeds present, and each variant vs full: beyond_spread when
     |mean - mean_full| > std + std_full."""
@@ -182,10 +224,12 @@ def summarise(run_dir) -> dict:
         stats = {k: _stats([r["metrics"][k] for r in rows]) for k in METRICS}
         stats["train_seconds"] = _stats([r["train_seconds"] for r in rows])
         by_frame = [r["box_iou_by_frame"]["mean_iou"] for r in rows if "box_iou_by_frame" in r]
+        hits = [r for r in rows if r.get("box_object_hits")]
         variants[name] = {"seeds": sorted(r["seed"] for r in rows), "num_seeds": len(rows), "complete": len(rows) >= COMPLETE_SEEDS,
                           "steps": sorted({r["steps"] for r in rows}),
                           "num_videos": sorted({r["num_videos"] for r in rows}), "stats": stats,
-                          "box_iou_by_frame": [_mean_present(k) for k in zip(*by_frame)] if by_frame else None}
+                          "box_iou_by_frame": [_mean_present(k) for k in zip(*by_frame)] if by_frame else None,
+                          "box_object_hits": _mean_hits(hits)}
     full = variants.get("full")
     for name, v in variants.items():
         if full is None or name == "full":
@@ -223,6 +267,17 @@ def frame_table(summary: dict):
     for name, values in rows:
         cells = [("–" if v is None else f"{100 * v:.1f}") for v in values] + [""] * (width - len(values))
         out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return out
+
+
+def hits_table(summary: dict):
+    """Markdown rows: where each variant's boxes land (box_object_hits, %, mean over the seeds that have it)."""
+    rows = [(n, v["box_object_hits"]) for n, v in summary["variants"].items() if v.get("box_object_hits")]
+    if not rows:
+        return []
+    out = ["| variant | seeds | on the target | on a distractor | on neither |", "|---|---|---|---|---|"]
+    for name, h in rows:
+        out.append(f"| {name} | {','.join(map(str, h['seeds']))} | " + " | ".join(f"{100 * h[k]:.1f}" for k in HITS) + " |")
     return out
 
 

@@ -203,17 +203,26 @@ def ablations_section(folder) -> str:
     head, data = _generated(folder, "ablations.json", "python -m bench.ablations")
     if data is None:
         return "\n".join([head, "", "No ablation results yet: run `python -m bench.ablations`."])
-    from bench.ablations import frame_table, table
+    from bench.ablations import VARIANTS, frame_table, hits_table, table
 
     seeds = ", ".join(f"{n} {v['num_seeds']}" for n, v in data["variants"].items()) or "none"
-    line = (f"Seeds per row: {seeds}. **Partial until every variant has {data['complete_seeds']} seeds** (rows marked incomplete "
+    missing = [n for n in VARIANTS if n not in data["variants"]]
+    line = (f"Seeds per row: {seeds}" + (f"; not run yet: {', '.join(missing)}" if missing else "")
+            + f". **Partial until every variant has {data['complete_seeds']} seeds** (rows marked incomplete "
             f"are not results yet). Beyond spread: {data['spread_rule']}.")
     frames = frame_table(data)
     if frames:
         frames = ["", "Box IoU (%) by sampled frame index, inside both the true span and the predicted tube (mean over seeds). "
                   "An interleaved query sees only its own and earlier frames, so if causal attention limited it, its IoU "
                   "would rise with the frame index; queries after the video see every frame.", ""] + frames
-    return "\n".join([head, "", line, ""] + table(data) + frames)
+    hits = hits_table(data)
+    if hits:
+        hits = ["", "Which object the boxes are on (%: the object each box overlaps most, neither when its IoU is below "
+                "0.1 with every object; frames inside both spans; the seeds measured; how well a box fits is m_vIoU's). "
+                "The description follows the video in the prompt, so under causal attention no query (interleaved or "
+                "after) sees it: only the decoder's dual cross attention brings it to the boxes (without it two "
+                "descriptions of one clip get the same boxes: tests/test_ablations.py).", ""] + hits
+    return "\n".join([head, "", line, ""] + table(data) + frames + hits)
 
 
 def demo_section(folder) -> str:

@@ -25,6 +25,7 @@ def test_quick_run_writes_resumes_and_marks_incomplete(tmp_path):
     assert v["num_seeds"] == 1 and v["complete"] is False
     assert "(incomplete)" in "\n".join(ablations.table(summary))
     assert len(row["box_iou_by_frame"]["mean_iou"]) == row["frames"] == len(v["box_iou_by_frame"])
+    assert set(ablations.HITS) | {"frames"} == set(row["box_object_hits"])
 
 
 def _run(folder, variant, seed, m_viou):
@@ -32,6 +33,20 @@ def _run(folder, variant, seed, m_viou):
     metrics["m_vIoU"] = m_viou
     row = {"variant": variant, "seed": seed, "steps": 10, "num_videos": 100, "train_seconds": 60.0 + seed, "metrics": metrics}
     (folder / f"{variant}-seed{seed}.json").write_text(json.dumps(row))
+
+
+def test_summary_averages_object_hits_over_the_seeds_that_have_them(tmp_path):
+    for seed in range(3):
+        _run(tmp_path, "full", seed, 0.5)
+    for seed, target in [(1, 0.6), (2, 0.8)]:
+        path = tmp_path / f"full-seed{seed}.json"
+        row = json.loads(path.read_text())
+        row["box_object_hits"] = {"target": target, "distractor": 0.9 - target, "neither": 0.1, "frames": 10}
+        path.write_text(json.dumps(row))
+    summary = ablations.summarise(tmp_path)
+    hits = summary["variants"]["full"]["box_object_hits"]
+    assert hits["seeds"] == [1, 2] and hits["target"] == pytest.approx(0.7) and hits["distractor"] == pytest.approx(0.2)
+    assert ablations.hits_table(summary)[-1] == "| full | 1,2 | 70.0 | 20.0 | 10.0 |"
 
 
 def test_summary_mean_std_and_spread(tmp_path):
@@ -88,3 +103,67 @@ def test_box_iou_by_frame_counts_only_frames_inside_both_spans():
     # 4 sampled frames of the same clip (frames 0, 2, 4, 7, as data.video.sample_frames takes them): 4 s is index 2.
     four = ablations.box_iou_by_frame([record], [{"id": "a", "frames": [{"t": 4.0, "box_xyxy": [0.0, 0.0, 10.0, 5.0]}]}], 4)
     assert four["frames"] == [0, 0, 1, 0] and four["mean_iou"][2] == pytest.approx(0.5)
+
+
+def test_box_object_hits_tells_target_from_distractor():
+    from llava_st.data.synthetic import box_at, make_stvg
+    from llava_st.recipes.synthetic_stg import VIDEOS
+
+    _, record, scene = make_stvg(0, 2024, VIDEOS, "heldout")
+    target, distractor = scene[0], scene[1]
+    first = target.first
+    frames = [{"t": float(first), "box_xyxy": box_at(target, first, VIDEOS)},  # on the target
+              {"t": float(first + 1), "box_xyxy": box_at(distractor, first + 1, VIDEOS)},  # on a distractor
+              {"t": float(first + 2), "box_xyxy": [-20.0, -20.0, -10.0, -10.0]},  # on neither (off the frame)
+              {"t": float(target.last + 1), "box_xyxy": box_at(target, target.last, VIDEOS)}]  # outside the true span: not counted
+    hits = ablations.box_object_hits([record], [{"id": record["id"], "frames": frames}], 2024, VIDEOS)
+    assert target.last - target.first >= 2 and hits["frames"] == 3
+    assert hits["target"] == hits["distractor"] == hits["neither"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("mode", ["interleave", "after"])
+def test_boxes_see_the_description_only_through_dual_cross_attention(qwen_tokenizer, moving_box_video, tmp_path, mode):
+    """The prompt puts the description after the video, so under causal attention no query state sees it:
+    without dual cross attention two descriptions of one clip get the same boxes (the training-time
+    forward); with it they differ. What the README's ablation notes rest on."""
+    import shutil
+
+    import torch
+
+    from llava_st.core.config import STConfig
+    from llava_st.hosts.hf.data import STCollator, STDataset
+    from llava_st.testing.hf import build_tiny_st
+
+    path, boxes = moving_box_video
+    shutil.copy(path, tmp_path / "box.mp4")
+    record = {"id": "v", "task": "stvg", "video": "box.mp4", "span": [1.0, 2.9],
+              "boxes": [{"t": t / 10, "xyxy": boxes[t].tolist()} for t in range(10, 30)],
+              "width": 96, "height": 64, "duration": 4.0, "fps": 10.0}
+    captions = ["the red box", "the small blue circle on the left moving up"]
+    pred = {}
+    for dual in (False, True):
+        model, proc = build_tiny_st(qwen_tokenizer, STConfig(num_queries=8, query_mode=mode, dual_cross_attention=dual), seed=1)
+        items = STDataset([dict(record, id=f"v{k}", caption=c) for k, c in enumerate(captions)], tmp_path, proc, frames=4)
+        collate = STCollator(proc.tokenizer.pad_token_id)
+        with torch.no_grad():
+            pred[dual] = [model.eval()(**collate([items[k]])).pred_boxes[0] for k in range(len(captions))]
+    torch.testing.assert_close(pred[False][0], pred[False][1], atol=1e-5, rtol=0)
+    assert (pred[True][0] - pred[True][1]).abs().max() > 1e-3
+
+
+def test_readme_section_names_missing_variants_and_shows_object_hits(tmp_path):
+    from bench import readme_table
+
+    runs = tmp_path / "ablations"
+    runs.mkdir()
+    for seed in range(3):
+        _run(runs, "full", seed, 0.5)
+    _run(runs, "queries_after", 0, 0.4)
+    row = json.loads((runs / "full-seed0.json").read_text())
+    row["box_object_hits"] = {"target": 0.5, "distractor": 0.25, "neither": 0.25, "frames": 8}
+    (runs / "full-seed0.json").write_text(json.dumps(row))
+    (tmp_path / "ablations.json").write_text(json.dumps(ablations.summarise(runs)))
+    section = readme_table.ablations_section(tmp_path)
+    assert "not run yet: paper_decoder, boxes_as_text, no_dual_attn, frames4_queries4." in section
+    assert "| queries_after | 1 (incomplete) |" in section
+    assert "| full | 0 | 50.0 | 25.0 | 25.0 |" in section
