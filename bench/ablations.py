@@ -10,15 +10,17 @@ analogue `frames4_queries4`: 4 sampled frames and 4 queries against full's 8/8. 
 8 frames, so 8/8 is the most that means anything (a query without a frame is never used, and 16 frames
 would repeat frames); halving both is the one meaningful point of the sweep.
 
-    python -m bench.ablations [--seeds 0,1,2] [--variants full,...] [--steps N] [--num-videos 100] [--quick]
+    python -m bench.ablations [--seeds 0,1,2] [--variants full,...] [--steps N] [--num-videos 100] [--rerun] [--quick]
 
 Writes bench/results/ablations/<variant>-seed<k>.json per run (skipped when present: the table is built
 across sittings; a run killed before it finishes writes nothing) and then bench/results/ablations.json:
 per variant mean ± std (sample std, ddof 1; 0 with one seed) over the seeds present, and for each variant
 against full whether |mean difference| > std(variant) + std(full) ("beyond spread"). A variant with fewer
 than 3 seeds is marked incomplete. Each run also records where its boxes land (box_iou_by_frame: IoU by
-sampled frame index; box_object_hits: on the target, on a distractor or on neither). --quick: a handful
-of steps and 8 videos, written under bench/out/.
+sampled frame index; box_object_hits: on the target, on a distractor or on neither). --rerun runs a
+(variant, seed) again into ablations/reruns/: kept beside the table's runs, not in their mean; the summary
+compares each with its first run, and takes the object hits from reruns for a variant whose runs predate
+them. --quick: a handful of steps and 8 videos, written under bench/out/.
 Default steps: 2,000 (one fine-tune of full or queries_after measured ~700 s of one core with a second run on
 the other; boxes as text, with ~100-token answers, is estimated ~2.9x slower, over the 20-min budget).
 """
@@ -206,10 +208,12 @@ def _mean_present(values):
 
 
 def _mean_hits(rows):
-    """box_object_hits averaged over the runs that have it, with their seeds; None when none has it."""
+    """box_object_hits averaged over the runs that have it, with their seeds (and whether they are reruns);
+    None when none has it."""
     if not rows:
         return None
-    return dict({k: _mean_present([r["box_object_hits"][k] for r in rows]) for k in HITS}, seeds=sorted(r["seed"] for r in rows))
+    return dict({k: _mean_present([r["box_object_hits"][k] for r in rows]) for k in HITS}, seeds=sorted(r["seed"] for r in rows),
+                reruns=any(r.get("rerun") for r in rows))
 
 
 def summarise(run_dir) -> dict:
@@ -219,12 +223,16 @@ def summarise(run_dir) -> dict:
     for path in sorted(Path(run_dir).glob("*-seed*.json")):
         row = json.loads(path.read_text())
         runs.setdefault(row["variant"], []).append(row)
+    reruns = {}
+    for path in sorted((Path(run_dir) / "reruns").glob("*-seed*.json")):
+        row = json.loads(path.read_text())
+        reruns.setdefault(row["variant"], []).append(row)
     variants = {}
     for name, rows in runs.items():
         stats = {k: _stats([r["metrics"][k] for r in rows]) for k in METRICS}
         stats["train_seconds"] = _stats([r["train_seconds"] for r in rows])
         by_frame = [r["box_iou_by_frame"]["mean_iou"] for r in rows if "box_iou_by_frame" in r]
-        hits = [r for r in rows if r.get("box_object_hits")]
+        hits = [r for r in rows if r.get("box_object_hits")] or [r for r in reruns.get(name, []) if r.get("box_object_hits")]
         variants[name] = {"seeds": sorted(r["seed"] for r in rows), "num_seeds": len(rows), "complete": len(rows) >= COMPLETE_SEEDS,
                           "steps": sorted({r["steps"] for r in rows}),
                           "num_videos": sorted({r["num_videos"] for r in rows}), "stats": stats,
@@ -239,8 +247,12 @@ def summarise(run_dir) -> dict:
                             "beyond_spread": abs(v["stats"][k]["mean"] - full["stats"][k]["mean"])
                             > v["stats"][k]["std"] + full["stats"][k]["std"]}
                         for k in METRICS}
+    first = {(r["variant"], r["seed"]): r for rows in runs.values() for r in rows}
+    again = [{"variant": r["variant"], "seed": r["seed"], "date": r.get("date"), "metrics": r["metrics"],
+              "train_seconds": r["train_seconds"], "first_run": first.get((r["variant"], r["seed"]), {}).get("metrics")}
+             for n in VARIANTS for r in reruns.get(n, [])]
     return {"name": "ablations", "spread_rule": "|mean - mean_full| > std + std_full (sample std over seeds; 0 with one seed)",
-            "complete_seeds": COMPLETE_SEEDS, "variants": {n: variants[n] for n in VARIANTS if n in variants}}
+            "complete_seeds": COMPLETE_SEEDS, "variants": {n: variants[n] for n in VARIANTS if n in variants}, "reruns": again}
 
 
 def table(summary: dict):
@@ -277,7 +289,21 @@ def hits_table(summary: dict):
         return []
     out = ["| variant | seeds | on the target | on a distractor | on neither |", "|---|---|---|---|---|"]
     for name, h in rows:
-        out.append(f"| {name} | {','.join(map(str, h['seeds']))} | " + " | ".join(f"{100 * h[k]:.1f}" for k in HITS) + " |")
+        seeds = ",".join(map(str, h["seeds"])) + (" (rerun)" if h.get("reruns") else "")
+        out.append(f"| {name} | {seeds} | " + " | ".join(f"{100 * h[k]:.1f}" for k in HITS) + " |")
+    return out
+
+
+def rerun_table(summary: dict):
+    """Markdown rows: each rerun's metrics (%) against the table's first run of the same variant and seed."""
+    rows = [r for r in summary.get("reruns", []) if r["first_run"]]
+    if not rows:
+        return []
+    out = ["| variant | seed | m_tIoU first / rerun | m_vIoU first / rerun | vIoU@0.5 first / rerun | rerun date |",
+           "|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = [f"{100 * r['first_run'][k]:.1f} / {100 * r['metrics'][k]:.1f}" for k in ("m_tIoU", "m_vIoU", "vIoU@0.5")]
+        out.append(f"| {r['variant']} | {r['seed']} | " + " | ".join(cells) + f" | {r['date']} |")
     return out
 
 
@@ -289,6 +315,8 @@ def main(argv=None) -> int:
     p.add_argument("--num-videos", type=int, default=None)
     p.add_argument("--quick", action="store_true", help=f"{QUICK_STEPS} steps, 8 videos, under bench/out/")
     p.add_argument("--out", default=None, help="folder of the per-run JSONs and the summary (default bench/results)")
+    p.add_argument("--rerun", action="store_true",
+                   help="run (variant, seed) again into ablations/reruns/ (kept beside the table's runs, not in their mean)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     names = parse_variants(p, args.variants, VARIANTS)
@@ -296,15 +324,16 @@ def main(argv=None) -> int:
     steps = args.steps or (QUICK_STEPS if args.quick else STEPS)
     num_videos = args.num_videos or (8 if args.quick else 100)
     run_dir = out / "ablations"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    write_dir = run_dir / "reruns" if args.rerun else run_dir
+    write_dir.mkdir(parents=True, exist_ok=True)
     for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:
         for name in names:
-            path = run_dir / f"{name}-seed{seed}.json"
+            path = write_dir / f"{name}-seed{seed}.json"
             if path.exists():
                 logging.info("skip %s (exists)", path)
                 continue
-            work = CACHE / ("quick" if args.quick else "runs") if args.out is None else out / "work"
-            row = fine_tune(name, seed, steps, num_videos, work)
+            work = (CACHE / ("quick" if args.quick else "runs") if args.out is None else out / "work") / ("reruns" if args.rerun else "")
+            row = dict(fine_tune(name, seed, steps, num_videos, work), rerun=args.rerun)
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(row, indent=1) + "\n")
             tmp.replace(path)

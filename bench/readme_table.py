@@ -203,7 +203,7 @@ def ablations_section(folder) -> str:
     head, data = _generated(folder, "ablations.json", "python -m bench.ablations")
     if data is None:
         return "\n".join([head, "", "No ablation results yet: run `python -m bench.ablations`."])
-    from bench.ablations import VARIANTS, frame_table, hits_table, table
+    from bench.ablations import VARIANTS, frame_table, hits_table, rerun_table, table
 
     seeds = ", ".join(f"{n} {v['num_seeds']}" for n, v in data["variants"].items()) or "none"
     missing = [n for n in VARIANTS if n not in data["variants"]]
@@ -222,7 +222,13 @@ def ablations_section(folder) -> str:
                 "The description follows the video in the prompt, so under causal attention no query (interleaved or "
                 "after) sees it: only the decoder's dual cross attention brings it to the boxes (without it two "
                 "descriptions of one clip get the same boxes: tests/test_ablations.py).", ""] + hits
-    return "\n".join([head, "", line, ""] + table(data) + frames + hits)
+    reruns = rerun_table(data)
+    if reruns:
+        reruns = ["", "Reruns (`--rerun`: the same variant, seed, data and code again, on another day's machine; not in the "
+                  "means above). Inference reproduces across machines (the shipped demo checkpoint scores the same on each), and "
+                  "a fine-tune is bitwise reproducible on one machine (tests/test_demo.py), but not across machines: a "
+                  "float difference early in training grows into one of the size of the seeds' spread.", ""] + reruns
+    return "\n".join([head, "", line, ""] + table(data) + frames + hits + reruns)
 
 
 def demo_section(folder) -> str:

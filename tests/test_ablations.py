@@ -167,3 +167,19 @@ def test_readme_section_names_missing_variants_and_shows_object_hits(tmp_path):
     assert "not run yet: paper_decoder, boxes_as_text, no_dual_attn, frames4_queries4." in section
     assert "| queries_after | 1 (incomplete) |" in section
     assert "| full | 0 | 50.0 | 25.0 | 25.0 |" in section
+
+
+def test_reruns_stay_out_of_the_means_give_hits_and_compare_with_the_first_run(tmp_path):
+    for seed in range(3):
+        _run(tmp_path, "full", seed, 0.5 + 0.01 * seed)
+    (tmp_path / "reruns").mkdir()
+    _run(tmp_path / "reruns", "full", 1, 0.30)
+    row = json.loads((tmp_path / "reruns" / "full-seed1.json").read_text())
+    row.update(rerun=True, box_object_hits={"target": 0.75, "distractor": 0.125, "neither": 0.125, "frames": 8})
+    (tmp_path / "reruns" / "full-seed1.json").write_text(json.dumps(row))
+    summary = ablations.summarise(tmp_path)
+    full = summary["variants"]["full"]
+    assert full["num_seeds"] == 3 and full["stats"]["m_vIoU"]["mean"] == pytest.approx(0.51)
+    assert full["box_object_hits"]["reruns"] is True and full["box_object_hits"]["target"] == pytest.approx(0.75)
+    assert ablations.hits_table(summary)[-1] == "| full | 1 (rerun) | 75.0 | 12.5 | 12.5 |"
+    assert ablations.rerun_table(summary)[-1].startswith("| full | 1 | 50.0 / 50.0 | 51.0 / 30.0 |")
