@@ -216,9 +216,10 @@ def build_model(recipe: Recipe, st: STConfig, data_dir: Path):
 
 def train_recipe(out_dir, recipe: Optional[Recipe] = None, st: Optional[STConfig] = None, data_dir=None) -> dict:
     """Train `recipe` (default Recipe(): the demo checkpoint's, from random weights) with `st` (default demo_st()) and save the
-    checkpoint to `out_dir`, in one process, deterministic on the CPU for a given recipe (seeded
-    initialisation, data and order). Returns {"recipe", "st", "base", "seconds", "log_history"}; the
-    training data is written under `data_dir` (default <out_dir>/../.recipe-data, reused when present)."""
+    checkpoint to `out_dir`, in one process, deterministic on one CPU machine for a given recipe (seeded
+    initialisation, data and order; not bitwise across machines, whose float kernels differ). Returns
+    {"recipe", "st", "base", "seconds", "log_history"}; the training data is written under `data_dir`
+    (default <out_dir>/../.recipe-data, reused when present)."""
     import hashlib
 
     import torch
