@@ -21,8 +21,8 @@ sampled frame index; box_object_hits: on the target, on a distractor or on neith
 (variant, seed) again into ablations/reruns/: kept beside the table's runs, not in their mean; the summary
 compares each with its first run, and takes the object hits from reruns for a variant whose runs predate
 them. --quick: a handful of steps and 8 videos, written under bench/out/.
-Default steps: 2,000 (one fine-tune of full or queries_after measured ~700 s of one core with a second run on
-the other; boxes as text, with ~100-token answers, is estimated ~2.9x slower, over the 20-min budget).
+Default steps: 2,000 (one fine-tune of full or queries_after measured 650-700 s of one core with a second run on
+the other; boxes as text, with answers of up to 260 tokens, ~1,390 s: 2.1x, over a 20-min budget).
 """
 
 import argparse

@@ -207,9 +207,11 @@ def ablations_section(folder) -> str:
 
     seeds = ", ".join(f"{n} {v['num_seeds']}" for n, v in data["variants"].items()) or "none"
     missing = [n for n in VARIANTS if n not in data["variants"]]
+    complete = not missing and all(v["complete"] for v in data["variants"].values())
+    state = (f"Every variant has at least {data['complete_seeds']} seeds" if complete else
+             f"**Partial until every variant has {data['complete_seeds']} seeds** (rows marked incomplete are not results yet)")
     line = (f"Seeds per row: {seeds}" + (f"; not run yet: {', '.join(missing)}" if missing else "")
-            + f". **Partial until every variant has {data['complete_seeds']} seeds** (rows marked incomplete "
-            f"are not results yet). Beyond spread: {data['spread_rule']}.")
+            + f". {state}. Beyond spread: {data['spread_rule']}.")
     frames = frame_table(data)
     if frames:
         frames = ["", "Box IoU (%) by sampled frame index, inside both the true span and the predicted tube (mean over seeds). "

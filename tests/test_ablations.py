@@ -183,3 +183,16 @@ def test_reruns_stay_out_of_the_means_give_hits_and_compare_with_the_first_run(t
     assert full["box_object_hits"]["reruns"] is True and full["box_object_hits"]["target"] == pytest.approx(0.75)
     assert ablations.hits_table(summary)[-1] == "| full | 1 (rerun) | 75.0 | 12.5 | 12.5 |"
     assert ablations.rerun_table(summary)[-1].startswith("| full | 1 | 50.0 / 50.0 | 51.0 / 30.0 |")
+
+
+def test_readme_section_says_when_the_table_is_complete(tmp_path):
+    from bench import readme_table
+
+    runs = tmp_path / "ablations"
+    runs.mkdir()
+    for name in ablations.VARIANTS:
+        for seed in range(ablations.COMPLETE_SEEDS):
+            _run(runs, name, seed, 0.5)
+    (tmp_path / "ablations.json").write_text(json.dumps(ablations.summarise(runs)))
+    section = readme_table.ablations_section(tmp_path)
+    assert "Every variant has at least 3 seeds." in section and "Partial" not in section and "not run yet" not in section
