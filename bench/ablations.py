@@ -96,12 +96,22 @@ def check_answer_budget(grounder, records, frames: int) -> int:
     return longest
 
 
+def frames_in_both(records, tubes):
+    """The predicted boxes inside both the ground-truth span and the predicted tube: per record, a list of
+    (video frame index, t seconds, predicted pixel xyxy, true pixel xyxy). `records`: the clips (pixel xyxy
+    boxes per second); `tubes`: demo.evaluate_checkpoint's tubes.json rows (id, frames[{t, box_xyxy}])."""
+    by_id = {t["id"]: t for t in tubes}
+    for r in records:
+        truth = {round(b["t"] * r["fps"]): b["xyxy"] for b in r["boxes"]}
+        frames = [(round(f["t"] * r["fps"]), f["t"], f["box_xyxy"]) for f in by_id.get(r["id"], {}).get("frames", [])]
+        yield r, [(frame, t, box, truth[frame]) for frame, t, box in frames if frame in truth]
+
+
 def box_iou_by_frame(records, tubes, frames: int) -> dict:
     """Box precision per sampled frame: for each sampled frame index k (0..frames-1, clips sampled as the
     grounder samples them: data.video.sample_frames, at most `frames` frames), the mean IoU of the predicted box against the
     ground-truth box of that frame, over the frames inside both the ground-truth span and the predicted
-    tube (box precision only: frames the span missed are not counted). `records`: the clips (pixel xyxy
-    boxes per second); `tubes`: demo.evaluate_checkpoint's tubes.json rows (id, frames[{t, box_xyxy}]).
+    tube (frames_in_both; box precision only: frames the span missed are not counted).
     Returns {"mean_iou": [frames floats, None where no frame], "frames": [counts]}. An interleaved query
     sees only its own and earlier frames (causal attention), so if that limited it, its IoU would rise
     with k; queries after the video see every frame."""
@@ -111,17 +121,13 @@ def box_iou_by_frame(records, tubes, frames: int) -> dict:
     from llava_st.core.boxes import paired_box_iou
     from llava_st.data.video import sample_frames
 
-    by_id = {t["id"]: t for t in tubes}
     pred, gt, at = [], [], []
-    for r in records:
+    for r, inside in frames_in_both(records, tubes):
         grid = sample_frames(round(r["duration"] * r["fps"]) or 1, r["fps"], frames_upbound=frames).times
-        truth = {round(b["t"] * r["fps"]): b["xyxy"] for b in r["boxes"]}
-        for f in by_id.get(r["id"], {}).get("frames", []):
-            frame = round(f["t"] * r["fps"])
-            if frame in truth:
-                pred.append(f["box_xyxy"])
-                gt.append(truth[frame])
-                at.append(int(np.abs(grid - f["t"]).argmin()))
+        for _, t, box, true_box in inside:
+            pred.append(box)
+            gt.append(true_box)
+            at.append(int(np.abs(grid - t).argmin()))
     iou = paired_box_iou(torch.tensor(pred, dtype=torch.float64), torch.tensor(gt, dtype=torch.float64)).numpy() if pred else np.zeros(0)
     at = np.asarray(at, dtype=int)
     counts = [int((at == k).sum()) for k in range(frames)]
@@ -131,7 +137,7 @@ def box_iou_by_frame(records, tubes, frames: int) -> dict:
 def box_object_hits(records, tubes, seed: int, config, split: str = "heldout", threshold: float = 0.1) -> dict:
     """Which object each predicted box is on: over the frames inside both the ground-truth span and the
     predicted tube, the fraction whose box overlaps the target most ("target"), a distractor most
-    ("distractor"), or no object by IoU >= `threshold` ("neither"). The object a box is on, not how well
+    ("distractor"), or no object by IoU >= `threshold` ("neither") (frames_in_both). The object a box is on, not how well
     it fits it (that is m_vIoU): a decoder that localises objects but cannot tell which one the description
     names puts its boxes on distractors; one that cannot localise, on neither. The clips' scenes are
     regenerated from their ids (data.synthetic.make_stvg with `seed`, `config`, `split`: the clips
@@ -142,17 +148,14 @@ def box_object_hits(records, tubes, seed: int, config, split: str = "heldout", t
     from llava_st.core.boxes import box_iou
     from llava_st.data.synthetic import box_at, make_stvg
 
-    by_id = {t["id"]: t for t in tubes}
     hits = {"target": 0, "distractor": 0, "neither": 0}
-    for r in records:
+    for r, inside in frames_in_both(records, tubes):
+        if not inside:
+            continue
         _, _, scene = make_stvg(int(r["id"].rsplit("-", 1)[1]), seed, config, split)
-        truth = {round(b["t"] * r["fps"]) for b in r["boxes"]}
-        for f in by_id.get(r["id"], {}).get("frames", []):
-            frame = round(f["t"] * r["fps"])
-            if frame not in truth:
-                continue
+        for frame, _, box, _ in inside:
             objects = [box_at(obj, frame, config) for obj in scene if obj.first <= frame <= obj.last]  # the target first
-            iou = box_iou(torch.tensor([f["box_xyxy"]], dtype=torch.float64), torch.tensor(objects, dtype=torch.float64))[0]
+            iou = box_iou(torch.tensor([box], dtype=torch.float64), torch.tensor(objects, dtype=torch.float64))[0]
             best = int(iou.argmax())
             hits["neither" if iou[best] < threshold else "target" if best == 0 else "distractor"] += 1
     total = sum(hits.values())
