@@ -45,11 +45,11 @@ def entry(argv) -> int:
     evaluate = eval_cli.evaluate
 
     def timed(*args, **kwargs):
-        began, start, cpu = time.time(), time.perf_counter(), time.process_time()
+        began, start, cpu, main = time.time(), time.perf_counter(), time.process_time(), time.thread_time()
         result = evaluate(*args, **kwargs)
-        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        seconds, cpu, main = time.perf_counter() - start, time.process_time() - cpu, time.thread_time() - main
         path = times / f"rank{os.environ.get('RANK', '0')}.json"
-        path.write_text(json.dumps({"seconds": seconds, "cpu_s": cpu, "start": began, "end": began + seconds}))
+        path.write_text(json.dumps({"seconds": seconds, "cpu_s": cpu, "main_cpu_s": main, "start": began, "end": began + seconds}))
         return result
 
     eval_cli.evaluate = timed
@@ -74,6 +74,7 @@ def one_run(nproc: int, data: Path, root: Path, checkpoint: Path, out: Path, tim
     return {"evaluate_s": span, "rank0_s": ranks[0]["seconds"], "rank_s": [r["seconds"] for r in ranks],
             "start_lag_s": max(r["start"] for r in ranks) - min(r["start"] for r in ranks), "wall_s": wall,
             "core_share": [r["cpu_s"] / max(r["seconds"], 1e-9) for r in ranks],
+            "main_share": [r["main_cpu_s"] / max(r["seconds"], 1e-9) for r in ranks],
             "metrics": json.loads((out / "metrics.json").read_text())}
 
 

@@ -21,6 +21,11 @@ the whole time; well below 1 it waited (for a core taken by other processes on t
 at the final barrier). ratio_of_fastest compares the fastest run of each variant (the least disturbed).
 cpu_s_per_record is all ranks' CPU seconds per record: when it grows with 2 ranks, the two cores
 slow each other down (shared cache and memory bandwidth, or vCPUs that share a physical core).
+main_thread_share is the rank's main thread's CPU seconds over its call's seconds; core_share minus it is
+what the rank's other threads ran. Here that is decord's decoder thread (a VideoReader decodes in a
+thread of its own, also with num_threads=1): with 1 rank it runs partly beside the main thread on the
+second core, so one rank keeps more than one core busy (one_rank_cores) and 2 ranks on 2 cores cannot
+reach 2x.
 """
 
 import json
@@ -56,7 +61,8 @@ def one_run(nproc: int, src: Path, work: Path, times: Path, url: str, detector: 
     span = max(r["end"] for r in ranks) - min(r["start"] for r in ranks)
     return {"pipeline_s": span, "rank0_s": ranks[0]["seconds"], "rank_s": [r["seconds"] for r in ranks],
             "start_lag_s": max(r["start"] for r in ranks) - min(r["start"] for r in ranks), "wall_s": wall,
-            "core_share": [r["cpu_s"] / max(r["seconds"], 1e-9) for r in ranks], "final": final}
+            "core_share": [r["cpu_s"] / max(r["seconds"], 1e-9) for r in ranks],
+            "main_share": [r["main_cpu_s"] / max(r["seconds"], 1e-9) for r in ranks], "final": final}
 
 
 def run(args) -> int:

@@ -220,7 +220,11 @@ def contention(runs: dict, records: int, ratio_of_fastest: float) -> str:
     """How much of a core each rank of the 2-rank runs had, and what a record cost in CPU seconds."""
     shares = [x for r in runs[2] for x in r["core_share"]]
     cpu = {n: median([cpu_seconds(r) for r in v]) / records * 1000 for n, v in runs.items()}
+    one = median([r["core_share"][0] for r in runs[1]])
+    main = median([r["main_share"][0] for r in runs[1]])
     return (f"the 2-rank runs' ranks had {min(shares):.2f}-{max(shares):.2f} of a core (median {median(shares):.2f}); "
+            f"1 rank kept {one:.2f} cores busy, {main:.2f} in its main thread and {one - main:.2f} in its other threads, "
+            f"so 2 ranks on 2 cores can reach at most {2 / max(one, 1.0):.2f}x; "
             f"{cpu[1]:.1f} CPU ms per record with 1 rank, {cpu[2]:.1f} with 2; the fastest runs' ratio {ratio_of_fastest:.2f}x")
 
 
@@ -270,9 +274,12 @@ def ceiling_note(ratio: float, ceiling: dict) -> str:
 def rank_scaling(runs: Dict[int, List[dict]], records: int, span_key: str) -> dict:
     """The 2-ranks-vs-1 summary of repeated torchrun runs. runs: {1: [run, ...], 2: [run, ...]}, each run
     {span_key: seconds of the measured span, "rank0_s", "rank_s" [per rank], "start_lag_s", "wall_s",
-    "core_share" [per rank]}. Returns the results fields both rank benchmarks write: the span's, rank 0's
-    call and the wall seconds per run, records/s, the ratio of medians (1 rank / 2 ranks) with its
-    stability over repeats, the fastest runs' ratio, per-rank core shares and CPU seconds per record."""
+    "core_share" [per rank: the process's CPU s / call s, all threads], "main_share" [per rank: the main
+    thread's alone]}. Returns the results fields both rank benchmarks write: the span's, rank 0's call and
+    the wall seconds per run, records/s, the ratio of medians (1 rank / 2 ranks) with its stability over
+    repeats, the fastest runs' ratio, per-rank core and main-thread shares, the cores one rank keeps busy
+    (one_rank_cores: above 1 when threads beside the main one run in parallel, so that 2 ranks on 2 cores
+    can reach at most 2 / one_rank_cores) and CPU seconds per record."""
     span = {n: [r[span_key] for r in v] for n, v in runs.items()}
     rank0 = {n: [r["rank0_s"] for r in v] for n, v in runs.items()}
     wall = {n: [r["wall_s"] for r in v] for n, v in runs.items()}
@@ -285,6 +292,8 @@ def rank_scaling(runs: Dict[int, List[dict]], records: int, span_key: str) -> di
         "rank_s_2_ranks": [[round(x, 3) for x in r["rank_s"]] for r in runs[2]],
         "start_lag_s_2_ranks": [round(r["start_lag_s"], 3) for r in runs[2]],
         "core_share": {str(n): [[round(x, 3) for x in r["core_share"]] for r in v] for n, v in runs.items()},
+        "main_thread_share": {str(n): [[round(x, 3) for x in r["main_share"]] for r in v] for n, v in runs.items()},
+        "one_rank_cores": round(median([r["core_share"][0] for r in runs[1]]), 3),
         "cpu_s_per_record": {str(n): round(median([cpu_seconds(r) for r in v]) / records, 5) for n, v in runs.items()},
         "ratio_of_fastest": round(min(span[1]) / min(span[2]), 3),
         "wall_s": {str(n): [round(x, 3) for x in v] for n, v in wall.items()},

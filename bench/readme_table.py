@@ -7,6 +7,7 @@ left as it is. The base model's held-out accuracy table (bench/results/base_mode
 """
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -240,9 +241,14 @@ def demo_section(folder) -> str:
         return "\n".join([head, "", "No demo-train run recorded yet: run `make demo-train`."])
     steps = sum(stage["steps"] for stage in data["recipe"]["stages"])
     start = f"`{data['recipe']['base']}`" if data["recipe"].get("base") else "random weights"
+    wall = f", {data['wall_seconds'] / 60:.1f} min in all with the data and the evaluations" if data.get("wall_seconds") else ""
+    shipped = Path(__file__).resolve().parents[1] / "llava_st" / "checkpoints" / "llava-st-demo" / "model.safetensors"
+    digest = data["model.safetensors sha256"]
+    same = shipped.is_file() and hashlib.sha256(shipped.read_bytes()).hexdigest() == digest
     rows = [head, "", f"`make demo-train` on {data['date']}: {steps:,} steps from {start} in "
-            f"{data['seconds'] / 60:.1f} min of Trainer time (one core, seed {data['recipe']['seed']}); weights sha256 "
-            f"`{data['model.safetensors sha256'][:16]}…`; held-out seed {data['held_out_seed']}.", "",
+            f"{data['seconds'] / 60:.1f} min of Trainer time{wall} (one process, one core, seed {data['recipe']['seed']}); "
+            f"weights sha256 `{digest[:16]}…`, {'the shipped checkpoint' if same else 'not the shipped checkpoint'}'s; "
+            f"held-out seed {data['held_out_seed']}.", "",
             "| Held out | m_tIoU | m_vIoU | vIoU@0.3 | vIoU@0.5 |", "|---|---|---|---|---|"]
     for name, m in data["heldout"].items():
         rows.append(f"| {name} | " + " | ".join(f"{100 * m[k]:.1f}" for k in ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")) + " |")

@@ -129,6 +129,7 @@ def run_recipe(args) -> int:
     "Demo" table: python -m bench.readme_table)."""
     import hashlib
 
+    began = time.time()
     recipe = Recipe(threads=args.threads)
     log.info("training the demo checkpoint into %s (%s)", args.checkpoint, recipe)
     info = train_recipe(args.checkpoint, recipe)
@@ -141,6 +142,7 @@ def run_recipe(args) -> int:
     weights = Path(args.checkpoint, "model.safetensors")
     info["model.safetensors sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
     Path(args.checkpoint, "recipe.json").write_text(json.dumps(info, indent=1, default=str))
+    info["wall_seconds"] = round(time.time() - began, 1)  # data generation, training and the three evaluations
     summary = {k: v for k, v in info.items() if k != "log_history"}
     summary.update(name="demo_checkpoint", date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), held_out_seed=args.seed)
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)

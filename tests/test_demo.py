@@ -1,6 +1,7 @@
 """`llava-st demo`: its outputs, rerun reuse, the recipe's stages (recipes.synthetic_stg), and the committed demo
 checkpoint."""
 
+import hashlib
 import json
 import math
 import shutil
@@ -183,7 +184,13 @@ def test_readme_demo_section_is_generated_from_the_demo_train_json(tmp_path):
             "heldout": {name: metrics for name in demo.RECIPE_EVALS}}
     (tmp_path / "demo_checkpoint.json").write_text(json.dumps(data))
     section = readme_table.demo_section(tmp_path)
-    assert "2,000 steps from `llava-st-base` in 11.5 min" in section
+    assert "2,000 steps from `llava-st-base` in 11.5 min of Trainer time (one process" in section
+    assert "not the shipped checkpoint's" in section  # "ab" * 32 is not the sha256 of the committed weights
+    shipped = hashlib.sha256((SHIPPED / "model.safetensors").read_bytes()).hexdigest()
+    data.update({"wall_seconds": 900.0, "model.safetensors sha256": shipped})
+    (tmp_path / "demo_checkpoint.json").write_text(json.dumps(data))
+    section = readme_table.demo_section(tmp_path)
+    assert "11.5 min of Trainer time, 15.0 min in all" in section and ", the shipped checkpoint's;" in section
     assert section.count("| 100.0 | 71.2 | 90.0 | 80.0 |") == len(demo.RECIPE_EVALS)
     text = readme_table.update_readme(f"a\n{readme_table.DEMO_START}\nold\n{readme_table.DEMO_END}\nb\n", section,
                                       readme_table.DEMO_START, readme_table.DEMO_END)
