@@ -89,10 +89,15 @@ def learning_table(data: dict) -> List[str]:
     return rows
 
 
+def _maybe(value, unit: str = "") -> str:
+    return "-" if value is None else f"{value:.3g}{unit}"
+
+
 def scaling_table(results: List[dict]) -> List[str]:
-    """Records/s of each scale-out benchmark at 1 and N workers, the ratio, its per-repeat spread and the load."""
-    rows = ["| Benchmark | Records | Workers | Records/s | Ratio | Per-repeat ratios (spread) | 1-min load before |",
-            "|---|---|---|---|---|---|---|"]
+    """Records/s of each scale-out benchmark at 1 and N workers, the ratio, its per-repeat spread, what bounds a
+    2-rank ratio on this machine (the cores one rank keeps busy; two processes of a fixed CPU-bound job) and the load."""
+    rows = ["| Benchmark | Records | Workers | Records/s | Ratio | Per-repeat ratios (spread) | Cores busy with 1 rank "
+            "| 2 CPU-bound processes / 1 | 1-min load before |", "|---|---|---|---|---|---|---|---|---|"]
     for data in results:
         r = data["results"]
         per = r.get("records_per_s")
@@ -105,6 +110,7 @@ def scaling_table(results: List[dict]) -> List[str]:
             f"| {data['name']}{quick} | {data['config'].get('records', '?')} | {' vs '.join(workers)} "
             f"| {' vs '.join(f'{per[w]:.3g}' for w in workers)} | {r.get('ratio', 0):.3g}x "
             f"| {', '.join(f'{x:.3g}' for x in stab.get('ratios', []))} ({stab.get('spread_pct', 0):.0f}%) "
+            f"| {_maybe(r.get('one_rank_cores'))} | {_maybe(r.get('machine_parallel_ceiling', {}).get('ceiling'), 'x')} "
             f"| {data.get('load_before', [0])[0]:.2f} |"
         )
     return rows if len(rows) > 2 else []

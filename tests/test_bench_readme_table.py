@@ -38,6 +38,18 @@ def test_render_shows_every_target_met_or_not_and_the_latency_rows():
     assert "- metrics: metrics note" in text
 
 
+def test_scaling_rows_show_what_bounds_a_2_rank_ratio():
+    stability = {"ratios": [1.7, 1.75, 1.65], "spread_pct": 6}
+    ranks = result("synth_ranks", 1.7, False, config={"records": 480}, load_before=[0.5], results={
+        "records_per_s": {"1": 40.0, "2": 68.0}, "ratio": 1.7, "stability": stability, "one_rank_cores": 1.04,
+        "machine_parallel_ceiling": {"ceiling": 1.88}})
+    served = result("analyzer", 15.3, True, config={"records": 96}, load_before=[2.0], results={
+        "records_per_s": {"1": 4.9, "16": 75.0}, "ratio": 15.3, "stability": stability})
+    rows = readme_table.scaling_table([ranks, served])
+    assert rows[2] == "| synth_ranks | 480 | 1 vs 2 | 40 vs 68 | 1.7x | 1.7, 1.75, 1.65 (6%) | 1.04 | 1.88x | 0.50 |"
+    assert rows[3].endswith("| 1.7, 1.75, 1.65 (6%) | - | - | 2.00 |")
+
+
 def test_update_replaces_only_the_marked_section():
     readme = "# Title\n\nintro\n\n<!-- bench:start -->\nold table\n<!-- bench:end -->\n\n## After\nkept\n"
     out = readme_table.update_readme(readme, "new table")
