@@ -45,22 +45,20 @@ RESULTS = ROOT / "bench" / "results"
 QUICK = ROOT / "bench" / "out" / "ablations-quick"
 CACHE = ROOT / ".cache" / "ablations"
 VARIANTS = dict(LEARNING_VARIANTS, frames4_queries4={"num_queries": 4})
-DATA = "task+colour+enter"
+from llava_st.recipes.synthetic_stg import FROM_BASE_DATA as DATA  # noqa: E402
+
 STEPS, QUICK_STEPS = 2000, 3
 COMPLETE_SEEDS = 3
 HITS = ("target", "distractor", "neither")  # box_object_hits' classes
 
 
-# Every fine-tune from the base adds the decoder's reference point (core.STConfig.decoder_reference) to the
-# demo's method: without it the full method's boxes stayed on the mean box for all 2,000 steps (m_vIoU 8.9,
-# seed 0). paper_decoder and no_dual_attn set it off (parameter-free decoder; no attention to refer to).
-FINETUNE_ST = {"decoder_reference": True}
-
-
 def variant_st(name: str):
-    from llava_st.recipes.synthetic_stg import demo_st
+    """The variant's STConfig: the demo's method with what every fine-tune from the base adds
+    (synthetic_stg.FROM_BASE_ST, the decoder's reference point; paper_decoder and no_dual_attn set it off:
+    parameter-free decoder, no attention to refer to) and the variant's own changes."""
+    from llava_st.recipes.synthetic_stg import FROM_BASE_ST, demo_st
 
-    return demo_st(**dict(FINETUNE_ST, **VARIANTS[name]))
+    return demo_st(**dict(FROM_BASE_ST, **VARIANTS[name]))
 
 
 def trained_answers(records, frames: int):
@@ -165,10 +163,9 @@ def box_object_hits(records, tubes, seed: int, config, split: str = "heldout", t
 def variant_recipe(seed: int, steps: int, frames: int):
     """The fine-tune every variant gets (recipes.synthetic_stg.Recipe from the base): one cosine stage of
     `steps` on DATA, data and order of `seed`, decoder initialised from `seed`."""
-    from llava_st.recipes.synthetic_stg import BASE, Recipe, Stage
+    from llava_st.recipes.synthetic_stg import from_base_recipe
 
-    return Recipe(base=BASE, seed=seed, frames=frames, train_videos=3000 if steps > QUICK_STEPS else 16,
-                  stages=(Stage(DATA, steps, "cosine", min(30, steps // 10), seed),))
+    return from_base_recipe(seed, steps, frames, train_videos=3000 if steps > QUICK_STEPS else 16)
 
 
 def fine_tune(name: str, seed: int, steps: int, num_videos: int, work: Path) -> dict:

@@ -1,11 +1,11 @@
 """Learning check: does the method learn on the synthetic STG benchmark, and how do the paper's ablations
 (Table 7) compare with the same budget?
 
-Every variant trains the committed demo checkpoint's recipe (llava_st.recipes.synthetic_stg.Recipe(): base None,
-SCRATCH_STAGES: a tiny LLaVA-OneVision from random weights, a box stage then the full task, transformers host,
-hosts.hf.train_hf; bench.ablations fine-tunes the pretrained base instead, the paper's way) with identical steps, data and seed,
-changing only core.STConfig, then grounds the same held-out synthetic videos (eval.drivers, HC-STVG
-official convention at 1 fps). Variants:
+Every variant trains the from-scratch recipe (llava_st.recipes.synthetic_stg.Recipe(): base None, SCRATCH_STAGES,
+the demo checkpoint's until it was fine-tuned from the base: a tiny LLaVA-OneVision from random weights, a box
+stage then the full task, transformers host, hosts.hf.train_hf; bench.ablations fine-tunes the pretrained base
+instead, the paper's way) with identical steps, data and seed, changing only core.STConfig, then grounds the
+same held-out synthetic videos (eval.drivers, HC-STVG official convention at 1 fps). Variants:
     full             the demo's method: interleaved queries, dual cross attention with learned
                      projections and residuals (documented options; bench.ablations adds the reference point)
     paper_decoder    interleaved queries, the paper's parameter-free decoder (no projections, residual
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     names = parse_variants(p, args.variants, VARIANTS)
-    base = Recipe(base=None, stages=SCRATCH_STAGES)  # from random weights, the demo checkpoint's curriculum (spelt out)
+    base = Recipe(base=None, stages=SCRATCH_STAGES)  # from random weights, the from-scratch curriculum (spelt out)
     stages = tuple(replace(s, steps=max(1, round(s.steps * args.scale)), warmup=round(s.warmup * args.scale))
                    for s in base.stages[: args.first_stages])
     recipe = replace(base, stages=stages, train_videos=args.train_videos)

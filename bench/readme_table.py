@@ -235,29 +235,44 @@ def ablations_section(folder) -> str:
     if reruns:
         reruns = ["", "Reruns (`--rerun`: the same variant, seed, data and code again, on another day's machine; not in the "
                   "means above). Inference reproduces across machines (the shipped demo checkpoint scores the same on each), and "
-                  "a fine-tune is bitwise reproducible on one machine (tests/test_demo.py), but not across machines: a "
-                  "float difference early in training grows into one of the size of the seeds' spread.", ""] + reruns
+                  "a fine-tune is bitwise reproducible on one machine (tests/test_demo.py); these reruns are not, while "
+                  "`make demo-train`'s from-scratch recipe gave the same weights bit for bit on two machines: why these "
+                  "differ is not established.", ""] + reruns
     return "\n".join([head, "", line, ""] + table(data) + frames + hits + reruns)
 
 
-def demo_section(folder) -> str:
-    """The shipped demo checkpoint's held-out table from `folder`/demo_checkpoint.json (written by `make demo-train`)."""
-    head, data = _generated(folder, "demo_checkpoint.json", "make demo-train")
-    if data is None:
-        return "\n".join([head, "", "No demo-train run recorded yet: run `make demo-train`."])
+# The demo-train runs the demo section shows: the file, what produced it.
+DEMO_RUNS = (("demo_checkpoint.json", "`make demo-train`"),
+             ("demo_checkpoint_scratch.json", "the from-scratch recipe (`Recipe()`, SCRATCH_STAGES: `make demo-train` before the "
+                                              "demo checkpoint was fine-tuned from the base)"))
+
+
+def _demo_run_line(data: dict, what: str) -> str:
     steps = sum(stage["steps"] for stage in data["recipe"]["stages"])
     start = f"`{data['recipe']['base']}`" if data["recipe"].get("base") else "random weights"
     wall = f", {data['wall_seconds'] / 60:.1f} min in all with the data and the evaluations" if data.get("wall_seconds") else ""
     shipped = Path(__file__).resolve().parents[1] / "llava_st" / "checkpoints" / "llava-st-demo" / "model.safetensors"
     digest = data["model.safetensors sha256"]
     same = shipped.is_file() and hashlib.sha256(shipped.read_bytes()).hexdigest() == digest
-    rows = [head, "", f"`make demo-train` on {data['date']}: {steps:,} steps from {start} in "
-            f"{data['seconds'] / 60:.1f} min of Trainer time{wall} (one process, one core, seed {data['recipe']['seed']}); "
-            f"weights sha256 `{digest[:16]}…`, {'the shipped checkpoint' if same else 'not the shipped checkpoint'}'s; "
-            f"held-out seed {data['held_out_seed']}.", "",
-            "| Held out | m_tIoU | m_vIoU | vIoU@0.3 | vIoU@0.5 |", "|---|---|---|---|---|"]
-    for name, m in data["heldout"].items():
-        rows.append(f"| {name} | " + " | ".join(f"{100 * m[k]:.1f}" for k in ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")) + " |")
+    return (f"- {what} on {data['date']}: {steps:,} steps from {start} in {data['seconds'] / 60:.1f} min of Trainer time{wall} "
+            f"(one process, one core, seed {data['recipe']['seed']}); weights sha256 `{digest[:16]}…`, "
+            f"{'the shipped checkpoint' if same else 'not the shipped checkpoint'}'s; held-out seed {data['held_out_seed']}.")
+
+
+def demo_section(folder) -> str:
+    """The demo-train runs' held-out table (DEMO_RUNS under `folder`: demo_checkpoint.json, written by `make
+    demo-train`, and the from-scratch recipe's run when recorded), saying which run's weights are shipped."""
+    head, data = _generated(folder, DEMO_RUNS[0][0], "make demo-train")
+    if data is None:
+        return "\n".join([head, "", "No demo-train run recorded yet: run `make demo-train`."])
+    runs = [(what, json.loads((Path(folder) / name).read_text())) for name, what in DEMO_RUNS if (Path(folder) / name).is_file()]
+    rows = [head, ""] + [_demo_run_line(d, what) for what, d in runs]
+    rows += ["", "| Run | Held out | m_tIoU | m_vIoU | vIoU@0.3 | vIoU@0.5 |", "|---|---|---|---|---|---|"]
+    for _, d in runs:
+        label = "from the base" if d["recipe"].get("base") else "from scratch"
+        for name, m in d["heldout"].items():
+            rows.append(f"| {label} | {name} | " + " | ".join(f"{100 * m[k]:.1f}" for k in ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5"))
+                        + " |")
     return "\n".join(rows)
 
 

@@ -21,7 +21,17 @@ from importlib import resources
 from pathlib import Path
 
 from .data.synthetic import write_split
-from .recipes.synthetic_stg import FRAMES, HELD_OUT_SEED, VIDEOS, Recipe, short_training, space_term, train_recipe
+from .recipes.synthetic_stg import (
+    FRAMES,
+    FROM_BASE_ST,
+    HELD_OUT_SEED,
+    VIDEOS,
+    demo_recipe,
+    demo_st,
+    short_training,
+    space_term,
+    train_recipe,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,15 +134,15 @@ RECIPE_EVALS = {"40 videos": (40, VIDEOS), "100 videos": (100, VIDEOS),
 
 
 def run_recipe(args) -> int:
-    """Train the demo checkpoint with the default Recipe into args.checkpoint (one process, fixed seeds),
+    """Train the demo checkpoint with demo_recipe() into args.checkpoint (one process, fixed seeds),
     score it on RECIPE_EVALS, and write recipe.json beside the weights and args.results (the README's
     "Demo" table: python -m bench.readme_table)."""
     import hashlib
 
     began = time.time()
-    recipe = Recipe(threads=args.threads)
+    recipe, st = demo_recipe(args.threads), demo_st(**FROM_BASE_ST)
     log.info("training the demo checkpoint into %s (%s)", args.checkpoint, recipe)
-    info = train_recipe(args.checkpoint, recipe)
+    info = train_recipe(args.checkpoint, recipe, st, data_dir=Path(args.out) / "recipe-data")  # not beside the package's checkpoint
     info["heldout"] = {}
     for name, (num, videos) in RECIPE_EVALS.items():
         folder = Path(args.out) / "recipe-eval" / name.replace(" ", "-").replace(",", "")

@@ -195,6 +195,8 @@ def test_readme_demo_section_is_generated_from_the_demo_train_json(tmp_path):
     text = readme_table.update_readme(f"a\n{readme_table.DEMO_START}\nold\n{readme_table.DEMO_END}\nb\n", section,
                                       readme_table.DEMO_START, readme_table.DEMO_END)
     assert "old" not in text and "| 100 videos, 3 distractors |" in text
-    data["recipe"]["base"] = None  # the shipped recipe: from random weights
-    (tmp_path / "demo_checkpoint.json").write_text(json.dumps(data))
-    assert "2,000 steps from random weights in" in readme_table.demo_section(tmp_path)
+    scratch = dict(data, recipe=dict(data["recipe"], base=None), heldout={"100 videos": dict(metrics, m_vIoU=0.5)})
+    (tmp_path / "demo_checkpoint_scratch.json").write_text(json.dumps(scratch))  # the earlier recipe: from random weights
+    section = readme_table.demo_section(tmp_path)
+    assert "2,000 steps from random weights in" in section and "| from scratch | 100 videos | 100.0 | 50.0 | 90.0 | 80.0 |" in section
+    assert section.count("| from the base |") == len(demo.RECIPE_EVALS)
