@@ -22,10 +22,11 @@ at the final barrier). ratio_of_fastest compares the fastest run of each variant
 cpu_s_per_record is all ranks' CPU seconds per record: when it grows with 2 ranks, the two cores
 slow each other down (shared cache and memory bandwidth, or vCPUs that share a physical core).
 main_thread_share is the rank's main thread's CPU seconds over its call's seconds; core_share minus it is
-what the rank's other threads ran. Here that is decord's decoder thread (a VideoReader decodes in a
-thread of its own, also with num_threads=1): with 1 rank it runs partly beside the main thread on the
-second core, so one rank keeps more than one core busy (one_rank_cores) and 2 ranks on 2 cores cannot
-reach 2x.
+what the rank's other threads ran (the Analyzer's request threads; the Annotator decodes with PyAV in the
+main thread, data.video.read_span_frames: decord, which decodes in a thread of its own, kept one rank at
+1.03 cores and reached 1.62x, the hand-over to its thread costing more than the decoding once both cores
+are busy). server_cpu_s is the loopback server's CPU seconds (a thread of this process); stage_s each
+rank's seconds per stage (StageReport.seconds).
 """
 
 import json
@@ -51,9 +52,9 @@ def one_run(nproc: int, src: Path, work: Path, times: Path, url: str, detector: 
            str(common.ROOT / "bench" / "synth_rank_entry.py"), "run", str(src), str(work), "--endpoint", url, "--model", "m",
            "--concurrency", "4", "--detector", detector, "--data-root", str(data_root), "--fps", "2",
            "--box-threshold", "0.3", "--max-boxes", "10"]
-    start = time.perf_counter()
+    start, server_cpu = time.perf_counter(), time.process_time()
     proc = subprocess.run(cmd, cwd=common.ROOT, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    wall, server_cpu = time.perf_counter() - start, time.process_time() - server_cpu
     if proc.returncode:
         raise RuntimeError(f"torchrun --nproc_per_node {nproc} failed:\n{proc.stderr[-3000:]}")
     ranks = [json.loads((times / f"rank{r}.json").read_text()) for r in range(nproc)]
@@ -61,6 +62,7 @@ def one_run(nproc: int, src: Path, work: Path, times: Path, url: str, detector: 
     span = max(r["end"] for r in ranks) - min(r["start"] for r in ranks)
     return {"pipeline_s": span, "rank0_s": ranks[0]["seconds"], "rank_s": [r["seconds"] for r in ranks],
             "start_lag_s": max(r["start"] for r in ranks) - min(r["start"] for r in ranks), "wall_s": wall,
+            "server_cpu_s": server_cpu, "stage_s": [r["stages"] for r in ranks],
             "core_share": [r["cpu_s"] / max(r["seconds"], 1e-9) for r in ranks],
             "main_share": [r["main_cpu_s"] / max(r["seconds"], 1e-9) for r in ranks], "final": final}
 
@@ -97,7 +99,9 @@ def run(args) -> int:
     ratio, ratio_of_fastest, wall_ratio = results["ratio"], results["ratio_of_fastest"], results["ratio_end_to_end"]
     ratios = results["stability"]["ratios"]
     record.data["results"] = {**results, "merged_output_identical_to_1_rank": identical, "machine_parallel_ceiling": ceiling,
-                              "kept_records": kept}
+                              "kept_records": kept,
+                              "server_cpu_s": {str(n): [round(r["server_cpu_s"], 3) for r in v] for n, v in runs.items()},
+                              "stage_s": {str(n): [r["stage_s"] for r in v] for n, v in runs.items()}}
     record.data["targets"] = [common.target(f"synthesis records/s, 2 ranks / 1 (tiny GroundingDINO, {records} records, pipeline)",
                                             ratio, 1.8, ">=", "x")]
     busy = record.data["load_before"][0]
@@ -115,8 +119,10 @@ def run(args) -> int:
 
 
 def logger_line(nproc, r) -> None:
-    common.logger.info("%d rank(s): pipeline span %.2f s (rank calls %s), wall %.2f s", nproc, r["pipeline_s"],
-                       [round(x, 2) for x in r["rank_s"]], r["wall_s"])
+    common.logger.info("%d rank(s): pipeline span %.2f s (rank calls %s, core shares %s), wall %.2f s, server CPU %.2f s", nproc,
+                       r["pipeline_s"], [round(x, 2) for x in r["rank_s"]], [round(x, 2) for x in r["core_share"]], r["wall_s"],
+                       r["server_cpu_s"])
+    common.logger.info("  stages: %s", r["stage_s"])
 
 
 def main(argv=None) -> int:

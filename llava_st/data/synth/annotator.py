@@ -1,7 +1,8 @@
 """Annotator (paper §3.2.1): Grounding-DINO boxes for the Analyzer's target on every sampled frame
 inside the span.
 
-Frames inside `span` are sampled at `sample_fps` (frame index i of the video has time i / fps seconds);
+Frames inside `span` are sampled at `sample_fps` (frame index i of the video has time i / fps seconds;
+decoded by data.video.read_span_frames);
 each is passed with the text prompt "<target>." to GroundingDinoForObjectDetection (transformers), and
 every box scoring at least `box_threshold` (0.3 in the paper) is kept. The record gains
     detections: [{"t": seconds, "boxes": [[x0, y0, x1, y1] pixels of the original frame, ...],
@@ -11,38 +12,16 @@ and the video's `width`, `height`, `fps`, `duration`. Drops: "video unreadable",
 """
 
 import logging
-import os
 from typing import List
 
 import numpy as np
 import torch
 
 from ..paths import MediaPathError, resolve_media
-from ..video import VideoReadError, sample_frames
+from ..video import VideoReadError, read_span_frames
 from .stage import Dropped, need_span, need_text
 
 logger = logging.getLogger(__name__)
-
-
-def read_span_frames(path: str, span, sample_fps: float):
-    """Decode the frames inside `span` (seconds) sampled at `sample_fps`.
-
-    Returns (frames uint8 [N, H, W, 3] RGB, times float64 [N] seconds, video fps, duration seconds).
-    Raises VideoReadError naming the file.
-    """
-    if not os.path.isfile(path):
-        raise VideoReadError(f"video not found: {path}")
-    try:
-        from decord import VideoReader, cpu
-
-        vr = VideoReader(path, ctx=cpu(0), num_threads=1)
-        sample = sample_frames(len(vr), vr.get_avg_fps(), frames_upbound=0, video_fps=sample_fps)
-        inside = (sample.times >= span[0] - 1e-6) & (sample.times <= span[1] + 1e-6)
-        indices = sample.indices[inside]
-        frames = vr.get_batch(indices.tolist()).asnumpy() if len(indices) else np.zeros((0, 1, 1, 3), np.uint8)
-    except Exception as exc:  # decord raises its own DECORDError and RuntimeError alike
-        raise VideoReadError(f"cannot decode video {path}: {exc}") from exc
-    return frames, sample.times[inside], sample.fps, sample.duration
 
 
 class Annotator:

@@ -121,7 +121,7 @@ def _barrier(world_size: int) -> None:
 
 
 def _report_json(r: StageReport) -> dict:
-    return {"name": r.name, "kept": r.kept, "dropped": dict(r.dropped), "resumed": r.resumed}
+    return {"name": r.name, "kept": r.kept, "dropped": dict(r.dropped), "resumed": r.resumed, "seconds": r.seconds}
 
 
 def _raw_rows(path: Path) -> Iterator[Tuple[str, bytes]]:

@@ -20,6 +20,7 @@ non-blank lines k with k % world_size == rank (synth.shards).
 
 import logging
 import math
+import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -111,13 +112,15 @@ def input_entries(in_path) -> Iterator[Tuple[str, str, Optional[dict], Optional[
 class StageReport:
     """kept: records in the output; dropped: reason -> count (this run and earlier runs of the same
     output); resumed: input records skipped because an earlier run handled them; duplicates: records
-    skipped because their id came earlier in the input."""
+    skipped because their id came earlier in the input; seconds: wall-clock seconds of the run that made
+    the report (None for a merged report)."""
 
     name: str
     kept: int = 0
     dropped: Counter = field(default_factory=Counter)
     resumed: int = 0
     duplicates: int = 0
+    seconds: Optional[float] = None
 
     @property
     def rejected(self) -> int:
@@ -127,7 +130,8 @@ class StageReport:
     def summary(self) -> str:
         reasons = ", ".join(f"{r}: {n}" for r, n in self.dropped.most_common()) or "none"
         text = f"{self.name}: kept {self.kept}, dropped {sum(self.dropped.values())} ({reasons}), resumed past {self.resumed}"
-        return text + (f", duplicate ids skipped {self.duplicates}" if self.duplicates else "")
+        text += f", duplicate ids skipped {self.duplicates}" if self.duplicates else ""
+        return text + (f" ({self.seconds:.1f} s)" if self.seconds is not None else "")
 
 
 def dropped_path(out) -> Path:
@@ -183,7 +187,7 @@ def run_stage(
 ) -> StageReport:
     """Apply `stage` to every record of `in_path` (or of its `shard`), appending to `out_path`; see the
     module docstring. `concurrency` defaults to the stage's `concurrency` attribute, else 1."""
-    report = StageReport(name)
+    report, start = StageReport(name), time.perf_counter()
     done = done_ids(out_path)
     report.kept = len(done)
     for _, r, err in iter_lines(dropped_path(out_path)) if dropped_path(out_path).exists() else ():
@@ -250,5 +254,6 @@ def run_stage(
         bar.close()
         if pool:
             pool.shutdown(wait=False, cancel_futures=True)
+    report.seconds = round(time.perf_counter() - start, 3)
     logger.info(report.summary())
     return report
